@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The maps of the sluice data path, grouped by who writes them (see the
+ * ownership rules in include/sluice/abi.h). Every map is pinned by name
+ * under the pin directory so the CLI, the controller and later program
+ * versions find the same state. Sizes marked "configurable" are set by the
+ * loader before the maps are created.
+ */
+#ifndef SLUICE_BPF_MAPS_H
+#define SLUICE_BPF_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "sluice/abi.h"
+
+/*
+ * A policy map: an array of SL_POLICY_SLOTS inner maps of type `inner`.
+ * Inner templates give key_size/value_size rather than __type: clang emits
+ * only forward declarations for types reached solely through a template,
+ * and libbpf cannot size those.
+ */
+#define POLICY_MAP(name, inner)                          \
+	struct {                                         \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS); \
+		__uint(max_entries, SL_POLICY_SLOTS);    \
+		__type(key, __u32);                      \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);     \
+		__array(values, inner);                  \
+	} name SEC(".maps")
+
+/* ---- policy (CLI) ---------------------------------------------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_root);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_root SEC(".maps");
+
+struct pol_info_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct sl_policy_info));
+};
+POLICY_MAP(pol_info, struct pol_info_inner);
+
+struct pol_ports_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_PORT_INDEX_SIZE);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct sl_port_entry));
+};
+POLICY_MAP(pol_ports, struct pol_ports_inner);
+
+struct pol_svc_addr_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_MAX_ADDR_SERVICES);
+	__uint(key_size, sizeof(struct sl_addr_key));
+	__uint(value_size, sizeof(__u32));
+};
+POLICY_MAP(pol_svc_addr, struct pol_svc_addr_inner);
+
+struct pol_services_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_MAX_SERVICES);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct sl_service));
+};
+POLICY_MAP(pol_services, struct pol_services_inner);
+
+struct pol_tenants_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_MAX_TENANTS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct sl_tenant));
+};
+POLICY_MAP(pol_tenants, struct pol_tenants_inner);
+
+struct pol_limits_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_MAX_TENANT_LIMITS);
+	__uint(key_size, sizeof(__u32)); /* sl_pair(service, tenant) */
+	__uint(value_size, sizeof(struct sl_rate));
+};
+POLICY_MAP(pol_limits, struct pol_limits_inner);
+
+struct pol_src_v4_inner {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, SL_MAX_SRC_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(struct sl_lpm_v4_key));
+	__uint(value_size, sizeof(struct sl_source_class));
+};
+POLICY_MAP(pol_src_v4, struct pol_src_v4_inner);
+
+struct pol_src_v6_inner {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, SL_MAX_SRC_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(struct sl_lpm_v6_key));
+	__uint(value_size, sizeof(struct sl_source_class));
+};
+POLICY_MAP(pol_src_v6, struct pol_src_v6_inner);
+
+/* ---- control (controller) ------------------------------------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_control_header);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ctl_header SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct sl_control);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ctl_services SEC(".maps");
+
+/* ---- state (BPF) ------------------------------------------------------ */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_DEFAULT_BUCKET_ENTRIES); /* configurable */
+	__type(key, __u32);                              /* sl_pair(service, tenant) */
+	__type(value, struct sl_bucket);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_DEFAULT_SOURCE_ENTRIES); /* configurable */
+	__type(key, struct sl_source_key);
+	__type(value, struct sl_bucket);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} source_buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, SL_DEFAULT_STATS_ENTRIES); /* configurable */
+	__type(key, __u32);                             /* sl_pair(service, tenant) */
+	__type(value, struct sl_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_global_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} global_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_MAX_DENY_RULES);
+	__type(key, __u32);
+	__type(value, struct sl_deny_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} deny_stats SEC(".maps");
+
+/* Tests only: "now" when sl_config.fake_clock is set. Not pinned, so every
+ * test harness has its own clock. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} fake_clock SEC(".maps");
+
+#endif /* SLUICE_BPF_MAPS_H */

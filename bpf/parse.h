@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Packet parsing for the XDP data path: Ethernet with up to two VLAN tags,
+ * IPv4 with options, IPv6 with a bounded walk over extension headers, TCP
+ * and UDP. Parsing never guesses: anything it cannot read with certainty is
+ * reported as a global counter and the packet is passed uncharged.
+ */
+#ifndef SLUICE_BPF_PARSE_H
+#define SLUICE_BPF_PARSE_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "sluice/abi.h"
+
+#define SL_MAX_VLAN_TAGS 2
+#define SL_MAX_IPV6_EXTHDRS 8
+
+/* What parse_packet found. PARSE_OK means every field below is valid. */
+enum parse_result {
+	PARSE_OK = 0,
+	PARSE_NOT_IP = SL_G_NOT_IP,
+	PARSE_TRUNCATED = SL_G_TRUNCATED,
+	PARSE_MALFORMED = SL_G_MALFORMED,
+	PARSE_HEADER_LIMIT = SL_G_HEADER_LIMIT,
+};
+
+struct packet {
+	__u32 l3_off;       /* offset of the IPv4/IPv6 header */
+	__u32 l4_off;       /* offset of the TCP/UDP header (when l4 is TCP/UDP) */
+	__u32 l4_len;       /* bytes from l4_off to the end of the IP payload */
+	__u8 family;        /* 4 or 6 */
+	__u8 l4proto;       /* IPPROTO_*; meaningless when fragment is set */
+	__u8 fragment;      /* a non-first fragment: no ports to read */
+	__u8 tcp_flags;     /* byte 13 of the TCP header */
+	__u16 sport, dport; /* host byte order */
+	__u32 tcp_seq;      /* host byte order */
+	__u32 tcp_payload;  /* TCP payload bytes (a SYN may carry data) */
+	__u8 saddr[16];     /* IPv4-mapped for IPv4 */
+	__u8 daddr[16];
+};
+
+#define TCP_FL_FIN 0x01
+#define TCP_FL_SYN 0x02
+#define TCP_FL_RST 0x04
+#define TCP_FL_PSH 0x08
+#define TCP_FL_ACK 0x10
+
+static __always_inline void map_v4(__u8 out[16], __be32 addr)
+{
+	__builtin_memset(out, 0, 10);
+	out[10] = 0xff;
+	out[11] = 0xff;
+	__builtin_memcpy(out + 12, &addr, 4);
+}
+
+/* The IPv6 extension headers we walk; anything else ends the walk. */
+static __always_inline int is_ipv6_exthdr(__u8 nexthdr)
+{
+	return nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
+	       nexthdr == IPPROTO_DSTOPTS || nexthdr == IPPROTO_FRAGMENT ||
+	       nexthdr == IPPROTO_AH;
+}
+
+struct ipv6_frag_hdr {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off; /* offset in 8-byte units << 3 | flags */
+	__be32 identification;
+};
+
+static __always_inline int parse_ipv4(void *data, void *data_end, __u32 off, struct packet *pkt)
+{
+	struct iphdr *ip = data + off;
+
+	if ((void *)(ip + 1) > data_end)
+		return PARSE_TRUNCATED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return PARSE_MALFORMED;
+	__u32 hdr_len = ip->ihl * 4;
+	__u32 tot_len = bpf_ntohs(ip->tot_len);
+	if (tot_len < hdr_len)
+		return PARSE_MALFORMED;
+	if (data + off + tot_len > data_end)
+		return PARSE_TRUNCATED;
+
+	pkt->family = 4;
+	pkt->l3_off = off;
+	pkt->l4proto = ip->protocol;
+	pkt->l4_off = off + hdr_len;
+	pkt->l4_len = tot_len - hdr_len;
+	pkt->fragment = (bpf_ntohs(ip->frag_off) & 0x1fff) != 0;
+	map_v4(pkt->saddr, ip->saddr);
+	map_v4(pkt->daddr, ip->daddr);
+	return PARSE_OK;
+}
+
+static __always_inline int parse_ipv6(void *data, void *data_end, __u32 off, struct packet *pkt)
+{
+	struct ipv6hdr *ip6 = data + off;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return PARSE_TRUNCATED;
+	if (ip6->version != 6)
+		return PARSE_MALFORMED;
+	__u32 payload_len = bpf_ntohs(ip6->payload_len);
+	if (data + off + sizeof(*ip6) + payload_len > data_end)
+		return PARSE_TRUNCATED; /* jumbograms (payload_len 0) land here too */
+
+	pkt->family = 6;
+	pkt->l3_off = off;
+	pkt->fragment = 0;
+	__builtin_memcpy(pkt->saddr, &ip6->saddr, 16);
+	__builtin_memcpy(pkt->daddr, &ip6->daddr, 16);
+
+	__u8 nexthdr = ip6->nexthdr;
+	__u32 cur = off + sizeof(*ip6);
+	__u32 end = cur + payload_len;
+
+#pragma unroll
+	for (int i = 0; i < SL_MAX_IPV6_EXTHDRS; i++) {
+		if (!is_ipv6_exthdr(nexthdr))
+			break;
+		__u8 *hdr = data + cur;
+		if ((void *)(hdr + 8) > data_end)
+			return PARSE_TRUNCATED;
+		__u32 len;
+		if (nexthdr == IPPROTO_FRAGMENT) {
+			struct ipv6_frag_hdr *frag = (void *)hdr;
+			if (bpf_ntohs(frag->frag_off) & ~7)
+				pkt->fragment = 1; /* non-first: the L4 header is elsewhere */
+			len = 8;
+		} else if (nexthdr == IPPROTO_AH) {
+			len = (hdr[1] + 2) * 4;
+		} else {
+			len = (hdr[1] + 1) * 8;
+		}
+		nexthdr = hdr[0];
+		cur += len;
+		if (cur > end)
+			return PARSE_MALFORMED;
+		if (pkt->fragment)
+			break;
+	}
+	if (!pkt->fragment && is_ipv6_exthdr(nexthdr))
+		return PARSE_HEADER_LIMIT;
+
+	pkt->l4proto = nexthdr;
+	pkt->l4_off = cur;
+	pkt->l4_len = end - cur;
+	return PARSE_OK;
+}
+
+static __always_inline int parse_l4(void *data, void *data_end, struct packet *pkt)
+{
+	if (pkt->fragment)
+		return PARSE_OK;
+	if (pkt->l4proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = data + pkt->l4_off;
+		if ((void *)(tcp + 1) > data_end || pkt->l4_len < sizeof(*tcp))
+			return PARSE_TRUNCATED;
+		if (tcp->doff < 5 || tcp->doff * 4 > pkt->l4_len)
+			return PARSE_MALFORMED;
+		pkt->sport = bpf_ntohs(tcp->source);
+		pkt->dport = bpf_ntohs(tcp->dest);
+		pkt->tcp_seq = bpf_ntohl(tcp->seq);
+		pkt->tcp_flags = ((__u8 *)tcp)[13];
+		pkt->tcp_payload = pkt->l4_len - tcp->doff * 4;
+	} else if (pkt->l4proto == IPPROTO_UDP) {
+		struct udphdr *udp = data + pkt->l4_off;
+		if ((void *)(udp + 1) > data_end || pkt->l4_len < sizeof(*udp))
+			return PARSE_TRUNCATED;
+		pkt->sport = bpf_ntohs(udp->source);
+		pkt->dport = bpf_ntohs(udp->dest);
+	}
+	return PARSE_OK;
+}
+
+/* Parse an Ethernet frame. Returns PARSE_OK or the global counter to bump. */
+static __always_inline int parse_packet(void *data, void *data_end, struct packet *pkt)
+{
+	struct ethhdr *eth = data;
+	__u32 off = sizeof(*eth);
+
+	if ((void *)(eth + 1) > data_end)
+		return PARSE_TRUNCATED;
+	__u16 proto = bpf_ntohs(eth->h_proto);
+
+#pragma unroll
+	for (int i = 0; i < SL_MAX_VLAN_TAGS; i++) {
+		if (proto != ETH_P_8021Q && proto != ETH_P_8021AD)
+			break;
+		__be16 *tag = data + off; /* TCI, then the encapsulated EtherType */
+		if ((void *)(tag + 2) > data_end)
+			return PARSE_TRUNCATED;
+		proto = bpf_ntohs(tag[1]);
+		off += 4;
+	}
+	if (proto == ETH_P_8021Q || proto == ETH_P_8021AD)
+		return PARSE_HEADER_LIMIT;
+
+	int rc;
+	if (proto == ETH_P_IP)
+		rc = parse_ipv4(data, data_end, off, pkt);
+	else if (proto == ETH_P_IPV6)
+		rc = parse_ipv6(data, data_end, off, pkt);
+	else
+		return PARSE_NOT_IP;
+	if (rc != PARSE_OK)
+		return rc;
+	return parse_l4(data, data_end, pkt);
+}
+
+#endif /* SLUICE_BPF_PARSE_H */

@@ -1,0 +1,327 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * sluice ABI: every map key, map value and constant shared by the BPF
+ * programs (bpf/) and the C++ side (userspace/, tests/). This is the only
+ * place these layouts are written down; both sides include this file and the
+ * static_asserts at the bottom pin sizes and offsets so a change on one side
+ * cannot silently disagree with the other.
+ *
+ * Ownership is the architecture: every map has exactly one writer.
+ *   policy  (CLI):        sl_root, pol_* (double-buffered, see below)
+ *   control (controller): ctl_header, ctl_services
+ *   state   (BPF):        buckets, source_buckets, stats, global_stats,
+ *                         deny_stats, obs_*, flows
+ *
+ * Policy is double-buffered. Each pol_* map is an array of two inner maps
+ * ("slots"); sl_root.active_slot says which slot the data path reads. The
+ * CLI builds a complete new policy in the inactive slot and then flips
+ * active_slot with one aligned 32-bit store, so a packet sees either the old
+ * policy or the new one, never a mix.
+ */
+#ifndef SLUICE_ABI_H
+#define SLUICE_ABI_H
+
+#include <linux/types.h>
+
+#ifdef __cplusplus
+#include <cstddef>
+#define SL_STATIC_ASSERT(c, m) static_assert(c, m)
+#else
+#define SL_STATIC_ASSERT(c, m) _Static_assert(c, m)
+#endif
+
+/* ---- limits and identifiers ------------------------------------------- */
+
+#define SL_NAME_MAX 32           /* service and tenant names, NUL included */
+#define SL_MAX_SERVICES 1024     /* service ids 1..1023; 0 means "no service" */
+#define SL_MAX_TENANTS 16384     /* tenant ids 1..16383; 0 is the default tenant */
+#define SL_MAX_DENY_RULES 4096   /* deny rule ids 1..4095; 0 means "not denied" */
+#define SL_MAX_SRC_PREFIXES 65536 /* per address family, tenant and deny prefixes merged */
+#define SL_MAX_ADDR_SERVICES 4096 /* services bound to one destination address */
+#define SL_MAX_TENANT_LIMITS 65536 /* per-(service, tenant) rate overrides */
+#define SL_POLICY_SLOTS 2
+#define SL_PORT_INDEX_SIZE (2 * 65536) /* [proto index][port] */
+
+/* Default sizes of the state maps; `[maps]` in the policy file overrides. */
+#define SL_DEFAULT_BUCKET_ENTRIES 65536
+#define SL_DEFAULT_SOURCE_ENTRIES 262144
+#define SL_DEFAULT_STATS_ENTRIES 16384
+#define SL_DEFAULT_FLOW_ENTRIES 262144
+
+#define SL_DEFAULT_CONTROL_STALE_MS 2000
+
+/* Index into the port table: TCP services first, then UDP. */
+enum sl_proto_index {
+	SL_PROTO_TCP = 0,
+	SL_PROTO_UDP = 1,
+};
+
+/* ---- policy: written by the CLI --------------------------------------- */
+
+/* sl_root[0]: which policy slot is live. */
+struct sl_root {
+	__u32 active_slot; /* 0 or 1; the data path reads nothing else here */
+	__u32 reserved;
+	__u64 epoch;       /* epoch of the live slot, for humans and tools */
+};
+
+/* pol_info[slot][0]: facts about the slot the data path needs up front. */
+enum sl_policy_flags {
+	SL_POL_SRC_V4 = 1 << 0, /* the IPv4 source trie has entries */
+	SL_POL_SRC_V6 = 1 << 1, /* the IPv6 source trie has entries */
+};
+struct sl_policy_info {
+	__u64 epoch;            /* bumped by every policy change */
+	__u32 flags;            /* enum sl_policy_flags */
+	__u32 control_stale_ms; /* control values older than this are ignored */
+};
+
+/* pol_ports[slot][proto_index << 16 | port]: the service on a port. */
+enum sl_port_flags {
+	SL_PORT_BY_ADDR = 1 << 0, /* some service binds this port to an address */
+};
+struct sl_port_entry {
+	__u16 any_addr_service; /* service for every destination address, or 0 */
+	__u16 flags;            /* enum sl_port_flags */
+};
+
+/* pol_svc_addr[slot]: services bound to one destination address. IPv4
+ * addresses are stored IPv4-mapped (::ffff:a.b.c.d). */
+struct sl_addr_key {
+	__u8 proto_index; /* enum sl_proto_index */
+	__u8 reserved;
+	__u16 port;       /* host byte order */
+	__u8 addr[16];
+};
+
+/*
+ * A rate in the form the data path uses (a GCRA: one "theoretical arrival
+ * time" per bucket) and in the form the operator wrote it, for export.
+ * interval_ns == 0 means unlimited.
+ */
+struct sl_rate {
+	__u64 interval_ns;  /* time per token: period / tokens */
+	__u64 tolerance_ns; /* burst * interval_ns: how far ahead TAT may run */
+	__u32 tokens;       /* as written: <tokens>/<period> */
+	__u32 period_s;
+	__u32 burst;
+	__u32 reserved;
+};
+
+enum sl_reject_mode {
+	SL_REJECT_DROP = 0, /* silent: the client's TCP retransmits and backs off */
+	SL_REJECT_RST = 1,  /* answer a refused SYN with RST+ACK: "connection refused" */
+};
+
+enum sl_service_flags {
+	SL_SVC_DRY_RUN = 1 << 0,       /* count what would be shed, shed nothing */
+	SL_SVC_TENANT_LIMITS = 1 << 1, /* pol_limits holds overrides for this service */
+	SL_SVC_PER_SOURCE = 1 << 2,    /* per_source is set */
+	SL_SVC_HTTP = 1 << 3,          /* HTTP/1.x: read response status lines */
+	SL_SVC_TRACK = 1 << 4,         /* observe requests (latency, in-flight) */
+};
+
+enum sl_adaptive_algo {
+	SL_ADAPT_OFF = 0,
+	SL_ADAPT_BBR = 1,
+	SL_ADAPT_AIMD = 2,
+	SL_ADAPT_GRADIENT = 3,
+};
+
+enum sl_breaker_kind {
+	SL_BREAKER_OFF = 0,
+	SL_BREAKER_RATIO = 1, /* three states on error or slow-call ratio */
+	SL_BREAKER_SRE = 2,   /* Google SRE adaptive throttling */
+};
+
+/* Controller parameters of a service; the data path never reads them. */
+struct sl_service_tuning {
+	__u8 adaptive;              /* enum sl_adaptive_algo */
+	__u8 breaker;               /* enum sl_breaker_kind */
+	__u16 cpu_threshold_pm;     /* BBR CPU trigger, per mille; 0 = always apply */
+	__u32 timeout_ms;           /* latency SLO; longer requests fail; 0 = none */
+	__u32 window_ms;            /* statistics window */
+	__u16 window_buckets;
+	__u16 breaker_min_calls;    /* minimum volume before a breaker may open */
+	__u16 breaker_error_pm;     /* open at this error ratio, per mille */
+	__u16 breaker_slow_pm;      /* open at this slow-call ratio, per mille */
+	__u32 breaker_slow_ms;      /* a call slower than this is slow */
+	__u32 breaker_open_ms;      /* time OPEN before HALF_OPEN */
+	__u16 breaker_probes;       /* admissions allowed while HALF_OPEN */
+	__u16 sre_k_milli;          /* SRE throttling K, in thousandths */
+	__u32 reserved[2];
+};
+
+/* pol_services[slot][service id]. */
+struct sl_service {
+	char name[SL_NAME_MAX];     /* empty: the id is unused */
+	__u8 proto_index;           /* enum sl_proto_index */
+	__u8 reject;                /* enum sl_reject_mode */
+	__u16 port;                 /* host byte order */
+	__u32 flags;                /* enum sl_service_flags */
+	__u8 addr[16];              /* IPv4-mapped when IPv4 */
+	__u8 addr_family;           /* 0: any destination address, 4 or 6 */
+	__u8 reserved[7];
+	struct sl_rate rate;        /* each tenant's bucket unless pol_limits overrides */
+	struct sl_rate per_source;  /* each client address's bucket */
+	struct sl_service_tuning tuning;
+};
+
+/* pol_tenants[slot][tenant id]. */
+struct sl_tenant {
+	char name[SL_NAME_MAX]; /* empty: the id is unused */
+	__u8 level;             /* 0 (core) .. 2 (shed first) */
+	__u8 reserved[7];
+};
+
+/*
+ * pol_src_v4 / pol_src_v6: one LPM trie per family for source addresses,
+ * merging tenant and deny prefixes so one lookup answers both questions.
+ * The CLI stores, for every prefix P of either kind, the tenant of the
+ * longest tenant prefix containing P and the longest deny rule containing P;
+ * the longest match for an address then carries the right answer for both.
+ */
+struct sl_lpm_v4_key {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+struct sl_lpm_v6_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+enum sl_source_origin {
+	SL_ORIGIN_TENANT = 1 << 0, /* this exact prefix is a tenant's */
+	SL_ORIGIN_DENY = 1 << 1,   /* this exact prefix is a deny rule */
+};
+struct sl_source_class {
+	__u16 tenant_id; /* 0: the default tenant */
+	__u16 deny_id;   /* 0: not denied */
+	__u8 origin;     /* enum sl_source_origin, for reading the policy back */
+	__u8 reserved[3];
+};
+
+/* pol_limits[slot][sl_pair(service, tenant)]: rate overrides. */
+static inline __u32 sl_pair(__u32 service_id, __u32 tenant_id)
+{
+	return service_id << 16 | tenant_id;
+}
+static inline __u32 sl_pair_service(__u32 pair) { return pair >> 16; }
+static inline __u32 sl_pair_tenant(__u32 pair) { return pair & 0xffff; }
+
+/* ---- control: written by the controller (sluice run) ----------------- */
+
+enum sl_breaker_state {
+	SL_BREAKER_CLOSED = 0,
+	SL_BREAKER_OPEN = 1,      /* refuse all new work */
+	SL_BREAKER_HALF_OPEN = 2, /* admit until probes_admitted reaches probe_limit */
+};
+
+/* ctl_header[0]: the controller's heartbeat. */
+struct sl_control_header {
+	__u64 heartbeat_ns; /* CLOCK_MONOTONIC, the clock bpf_ktime_get_ns reads */
+	__u32 controller_pid;
+	__u32 reserved;
+};
+
+#define SL_LEVELS 3
+#define SL_P_ONE 0xffffffffu /* reject_p scale: SL_P_ONE means always reject */
+
+/* ctl_services[service id]. */
+struct sl_control {
+	__u32 max_inflight[SL_LEVELS]; /* per priority level; 0 = no limit */
+	__u32 reject_p;                /* probability of refusing, / SL_P_ONE */
+	__u64 probe_limit;             /* HALF_OPEN: admit while probes_admitted < this */
+	__u8 breaker_state;            /* enum sl_breaker_state */
+	__u8 reserved[7];
+};
+
+/* ---- state: written by the BPF programs -------------------------------- */
+
+/* buckets[sl_pair(service, tenant)] and source_buckets: GCRA state. */
+struct sl_bucket {
+	__u64 tat_ns; /* theoretical arrival time of the next unit */
+};
+
+struct sl_source_key {
+	__u32 service_id;
+	__u8 addr[16]; /* IPv4-mapped when IPv4 */
+};
+
+/* Why a unit of work was admitted or shed; per (service, tenant). */
+enum sl_reason {
+	SL_R_ADMITTED = 0, /* a unit of admission (new connection, datagram, request) let in */
+	SL_R_PASSED,       /* packets of admitted work, not charged (established TCP, fragments) */
+	SL_R_TENANT_LIMIT, /* over the (service, tenant) bucket */
+	SL_R_SOURCE_LIMIT, /* over the per-source bucket */
+	SL_R_INFLIGHT,     /* over the adaptive in-flight limit */
+	SL_R_BREAKER,      /* breaker open, or half-open beyond its probes */
+	SL_R_THROTTLE,     /* refused with the adaptive probability p */
+	SL_R__COUNT,
+};
+
+/* stats[sl_pair(service, tenant)], per CPU. */
+struct sl_counters {
+	__u64 verdict[SL_R__COUNT];    /* what happened */
+	__u64 would_shed[SL_R__COUNT]; /* dry run: what would have been shed, and why */
+};
+
+/* Host-wide counters that belong to no service; global_stats[0], per CPU. */
+enum sl_global_counter {
+	SL_G_PACKETS = 0,     /* every packet the XDP program saw */
+	SL_G_NOT_IP,          /* neither IPv4 nor IPv6 (ARP, LLDP, ...): passed */
+	SL_G_TRUNCATED,       /* a header ends past the packet: passed, uncharged */
+	SL_G_MALFORMED,       /* impossible header fields: passed, uncharged */
+	SL_G_HEADER_LIMIT,    /* more VLAN tags or IPv6 extension headers than we walk: passed */
+	SL_G_FRAGMENT,        /* non-first fragment (no ports): passed, uncharged */
+	SL_G_OTHER_L4,        /* not TCP or UDP: passed */
+	SL_G_NOT_SERVICE,     /* TCP/UDP to no configured service: passed */
+	SL_G_NO_POLICY,       /* no policy loaded yet: passed */
+	SL_G_DENIED,          /* dropped by a deny rule */
+	SL_G_RST_SENT,        /* refused SYNs answered with RST+ACK */
+	SL_G_RST_FAILED,      /* could not build the RST: dropped instead */
+	SL_G_STATS_FULL,      /* stats map full: a (service, tenant) pair went uncounted */
+	SL_G_CONTROL_STALE,   /* packets that found control values too old, ignored them */
+	SL_G__COUNT,
+};
+struct sl_global_counters {
+	__u64 c[SL_G__COUNT];
+};
+
+/* deny_stats[deny id], per CPU. */
+struct sl_deny_counters {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* ---- program configuration (read-only data, set before load) ---------- */
+
+struct sl_prog_config {
+	__u8 fake_clock; /* tests: read "now" from fake_clock[0] instead of the kernel */
+	__u8 reserved[7];
+};
+
+/* ---- layout checks ------------------------------------------------------ */
+
+SL_STATIC_ASSERT(sizeof(struct sl_root) == 16, "sl_root layout");
+SL_STATIC_ASSERT(sizeof(struct sl_policy_info) == 16, "sl_policy_info layout");
+SL_STATIC_ASSERT(sizeof(struct sl_port_entry) == 4, "sl_port_entry layout");
+SL_STATIC_ASSERT(sizeof(struct sl_addr_key) == 20, "sl_addr_key layout");
+SL_STATIC_ASSERT(sizeof(struct sl_rate) == 32, "sl_rate layout");
+SL_STATIC_ASSERT(sizeof(struct sl_service_tuning) == 40, "sl_service_tuning layout");
+SL_STATIC_ASSERT(sizeof(struct sl_service) == 168, "sl_service layout");
+SL_STATIC_ASSERT(__builtin_offsetof(struct sl_service, rate) == 64, "sl_service.rate offset");
+SL_STATIC_ASSERT(__builtin_offsetof(struct sl_service, tuning) == 128, "sl_service.tuning offset");
+SL_STATIC_ASSERT(sizeof(struct sl_tenant) == 40, "sl_tenant layout");
+SL_STATIC_ASSERT(sizeof(struct sl_lpm_v4_key) == 8, "sl_lpm_v4_key layout");
+SL_STATIC_ASSERT(sizeof(struct sl_lpm_v6_key) == 20, "sl_lpm_v6_key layout");
+SL_STATIC_ASSERT(sizeof(struct sl_source_class) == 8, "sl_source_class layout");
+SL_STATIC_ASSERT(sizeof(struct sl_control_header) == 16, "sl_control_header layout");
+SL_STATIC_ASSERT(sizeof(struct sl_control) == 32, "sl_control layout");
+SL_STATIC_ASSERT(sizeof(struct sl_bucket) == 8, "sl_bucket layout");
+SL_STATIC_ASSERT(sizeof(struct sl_source_key) == 20, "sl_source_key layout");
+SL_STATIC_ASSERT(sizeof(struct sl_counters) == 2 * 8 * SL_R__COUNT, "sl_counters layout");
+SL_STATIC_ASSERT(sizeof(struct sl_global_counters) == 8 * SL_G__COUNT, "sl_global_counters layout");
+SL_STATIC_ASSERT(sizeof(struct sl_deny_counters) == 16, "sl_deny_counters layout");
+SL_STATIC_ASSERT(SL_MAX_SERVICES <= 0x10000 && SL_MAX_TENANTS <= 0x10000, "ids must fit sl_pair");
+
+#endif /* SLUICE_ABI_H */
