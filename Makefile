@@ -26,8 +26,10 @@ ARCH_INC := /usr/include/$(shell gcc -print-multiarch)
 
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++20 -Wall -Wextra -Iinclude -Iuserspace -I$(BUILD)/gen -MMD -MP
+# toml++ as Debian ships it: a shared library, not header-only.
+CXXFLAGS += -DTOML_HEADER_ONLY=0 -DTOML_SHARED_LIB=1
 BPF_CFLAGS := -O2 -g -Wall -target bpf -mcpu=v3 -Iinclude -I$(ARCH_INC)
-LDLIBS := -lxdp -lbpf -lelf -lz -lhiredis -lpthread
+LDLIBS := -lxdp -lbpf -lelf -lz -ltomlplusplus -lhiredis -lpthread
 GTEST  := -lgtest_main -lgtest
 
 # Sanitized builds of the unit and fuzz suites (see tests/fuzz).
@@ -99,7 +101,7 @@ $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) $(wildcard include/sluice/
 # The skeleton embeds the object: nothing is looked up on disk at run time.
 $(BUILD)/gen/%.skel.h: $(BUILD)/bpf/%.bpf.o
 	@mkdir -p $(@D)
-	$(BPFTOOL) gen skeleton $< name $* > $@.tmp && mv $@.tmp $@
+	$(BPFTOOL) gen skeleton $< name $*_bpf > $@.tmp && mv $@.tmp $@
 
 # ---- C++ -----------------------------------------------------------------------
 $(BUILD)/obj/%.o: %.cpp | $(SKELS)
@@ -145,7 +147,7 @@ FUZZ_LIB_SRCS := $(filter userspace/policy/% userspace/core/% userspace/cli/args
 fuzz-binaries: $(FUZZ_BINS)
 $(BUILD)/fuzz/%: tests/fuzz/%.cpp $(FUZZ_LIB_SRCS) | $(SKELS)
 	@mkdir -p $(@D)
-	clang++ -std=c++20 -O1 -g -Iinclude -Iuserspace -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=undefined $^ -o $@
+	clang++ -std=c++20 -O1 -g -Iinclude -Iuserspace -I$(BUILD)/gen -DTOML_HEADER_ONLY=0 -DTOML_SHARED_LIB=1 -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=undefined $^ -o $@ -ltomlplusplus
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

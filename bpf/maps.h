@@ -105,6 +105,14 @@ struct pol_src_v6_inner {
 };
 POLICY_MAP(pol_src_v6, struct pol_src_v6_inner);
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct sl_attach_key);
+	__type(value, struct sl_attachment);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} attachments SEC(".maps");
+
 /* ---- control (controller) ------------------------------------------- */
 
 struct {

@@ -200,6 +200,28 @@ struct sl_source_class {
 	__u8 reserved[3];
 };
 
+/* attachments: where the CLI attached the data path (for `sluice status`
+ * and `sluice detach`). Written by the CLI; the BPF programs never read it. */
+#define SL_NETNS_NAME_MAX 64
+#define SL_IFNAME_MAX 16
+struct sl_attach_key {
+	char netns[SL_NETNS_NAME_MAX]; /* name under /run/netns; empty: the CLI's own */
+	char ifname[SL_IFNAME_MAX];
+};
+enum sl_xdp_mode {
+	SL_XDP_NATIVE = 1,
+	SL_XDP_GENERIC = 2,
+};
+struct sl_attachment {
+	__u32 ifindex;
+	__u32 xdp_prog_id;
+	__u32 tc_prog_id;     /* egress observation; 0 when not attached */
+	__u8 xdp_mode;        /* enum sl_xdp_mode */
+	__u8 multiprog;       /* 1: behind the libxdp dispatcher, shared with others */
+	__u8 reserved[2];
+	__u64 attached_at;    /* seconds since the epoch */
+};
+
 /* pol_limits[slot][sl_pair(service, tenant)]: rate overrides. */
 static inline __u32 sl_pair(__u32 service_id, __u32 tenant_id)
 {
@@ -315,6 +337,8 @@ SL_STATIC_ASSERT(sizeof(struct sl_tenant) == 40, "sl_tenant layout");
 SL_STATIC_ASSERT(sizeof(struct sl_lpm_v4_key) == 8, "sl_lpm_v4_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_lpm_v6_key) == 20, "sl_lpm_v6_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_source_class) == 8, "sl_source_class layout");
+SL_STATIC_ASSERT(sizeof(struct sl_attach_key) == 80, "sl_attach_key layout");
+SL_STATIC_ASSERT(sizeof(struct sl_attachment) == 24, "sl_attachment layout");
 SL_STATIC_ASSERT(sizeof(struct sl_control_header) == 16, "sl_control_header layout");
 SL_STATIC_ASSERT(sizeof(struct sl_control) == 32, "sl_control layout");
 SL_STATIC_ASSERT(sizeof(struct sl_bucket) == 8, "sl_bucket layout");

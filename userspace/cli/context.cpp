@@ -1,0 +1,80 @@
+#include "cli/context.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <iostream>
+
+#include "core/error.hpp"
+#include "kernel/bpffs.hpp"
+#include "policy/policy_file.hpp"
+
+namespace sluice::cli {
+
+void require_root() {
+  if (geteuid() != 0)
+    throw SystemError("permission denied: sluice manages BPF programs and maps; run it as root", EPERM);
+}
+
+bool maps_exist(const GlobalOptions& g) {
+  struct stat st {};
+  return stat((g.pin_dir + "/sl_root").c_str(), &st) == 0;
+}
+
+std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g) {
+  require_root();
+  kernel::ensure_pin_dir(g.pin_dir);
+  kernel::DataPathOptions options;
+  options.pin_dir = g.pin_dir;
+  options.load_programs = false;
+  if (!maps_exist(g) && access(g.policy_file.c_str(), R_OK) == 0) {
+    try {
+      options.sizes = policy::load_policy_file(g.policy_file).maps;
+    } catch (const UsageError&) {
+      // A broken file is reported when it is applied; size with defaults.
+    }
+  }
+  auto dp = std::make_unique<kernel::DataPath>(options);
+  dp->load();
+  return dp;
+}
+
+namespace {
+
+uint64_t apply_and_save(const GlobalOptions& g, kernel::DataPath& dp, const policy::Policy& before,
+                        const policy::Policy& next) {
+  kernel::PolicyStore store(dp);
+  uint64_t epoch = store.apply(next);
+  try {
+    policy::save_policy_file(g.policy_file, next);
+  } catch (const std::exception& e) {
+    store.apply(before);  // keep kernel and file in agreement
+    throw SystemError(std::string(e.what()) + "; the running policy was left unchanged", EIO);
+  }
+  if (next.maps != before.maps)
+    std::cerr << "sluice: note: map sizes apply when the maps are created; the running maps keep theirs until "
+                 "'sluice reset'\n";
+  return epoch;
+}
+
+}  // namespace
+
+uint64_t change_policy(const GlobalOptions& g, const std::function<void(policy::Policy&)>& change) {
+  auto dp = open_maps(g);
+  kernel::PolicyLock lock(*dp);
+  policy::Policy before = kernel::PolicyStore(*dp).read().policy;
+  policy::Policy next = before;
+  change(next);
+  policy::validate(next);
+  policy::normalize(next);
+  return apply_and_save(g, *dp, before, next);
+}
+
+uint64_t replace_policy(const GlobalOptions& g, const policy::Policy& next) {
+  auto dp = open_maps(g);
+  kernel::PolicyLock lock(*dp);
+  policy::Policy before = kernel::PolicyStore(*dp).read().policy;
+  return apply_and_save(g, *dp, before, next);
+}
+
+}  // namespace sluice::cli

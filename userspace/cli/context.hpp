@@ -1,0 +1,41 @@
+// What every command shares: the global options and the ways to reach the
+// kernel state and the policy file.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "kernel/datapath.hpp"
+#include "kernel/policy_store.hpp"
+#include "policy/policy.hpp"
+
+namespace sluice::cli {
+
+struct GlobalOptions {
+  std::string netns;        // -n: interfaces live in this network namespace
+  std::string pin_dir;      // where the maps are pinned
+  std::string policy_file;  // where policy is saved for the next boot
+  bool verbose = false;
+};
+
+// Refuses to go on without root, in one clear line.
+void require_root();
+
+// The pinned maps (created on first use, sized from the policy file when it
+// has a [maps] table), without loading any program.
+std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g);
+
+// Whether the maps exist at all (nothing was ever set up when they don't).
+bool maps_exist(const GlobalOptions& g);
+
+// Read the running policy, let `change` edit a copy, validate it, apply it
+// to the kernel atomically and save it to the policy file. On any error
+// nothing changes: the kernel keeps the old policy and the file stays.
+// Returns the new epoch.
+uint64_t change_policy(const GlobalOptions& g, const std::function<void(policy::Policy&)>& change);
+
+// Applies `next` (already validated) the same way.
+uint64_t replace_policy(const GlobalOptions& g, const policy::Policy& next);
+
+}  // namespace sluice::cli

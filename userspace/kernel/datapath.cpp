@@ -1,0 +1,111 @@
+#include "kernel/datapath.hpp"
+
+#include <bpf/bpf.h>
+
+#include <cerrno>
+#include <filesystem>
+
+#include "core/error.hpp"
+#include "kernel/log.hpp"
+#include "kernel/map.hpp"
+#include "sluice/abi.h"
+#include "sluice.skel.h"
+
+namespace sluice::kernel {
+
+namespace {
+
+std::string with_library_message(const std::string& what) {
+  std::string detail = last_library_message();
+  return detail.empty() ? what : what + " (" + detail + ")";
+}
+
+}  // namespace
+
+DataPath::DataPath(const DataPathOptions& options)
+    : pin_dir_(options.pin_dir), load_programs_(options.load_programs) {
+  LIBBPF_OPTS(bpf_object_open_opts, open_opts);
+  if (!pin_dir_.empty()) open_opts.pin_root_path = pin_dir_.c_str();
+  clear_library_message();
+  skel_ = sluice_bpf::open(&open_opts);
+  if (!skel_) throw SystemError(with_library_message("cannot open the sluice BPF object"), errno);
+
+  skel_->rodata->sl_config.fake_clock = options.fake_clock ? 1 : 0;
+
+  bpf_map__set_max_entries(skel_->maps.buckets, options.sizes.bucket_entries);
+  bpf_map__set_max_entries(skel_->maps.source_buckets, options.sizes.source_entries);
+  bpf_map__set_max_entries(skel_->maps.stats, options.sizes.stats_entries);
+
+  if (pin_dir_.empty()) {
+    bpf_map* map;
+    bpf_object__for_each_map(map, skel_->obj) bpf_map__set_pin_path(map, nullptr);
+  } else {
+    adopt_pinned_sizes();
+  }
+
+  if (!load_programs_) {
+    bpf_program* prog;
+    bpf_object__for_each_program(prog, skel_->obj) bpf_program__set_autoload(prog, false);
+  }
+
+  for (int i = 0; i < static_cast<int>(PolicyMap::Count); i++) {
+    bpf_map* inner = bpf_map__inner_map(policy_outer(static_cast<PolicyMap>(i)));
+    if (!inner) throw SystemError("policy map without an inner map template", EINVAL);
+    inner_[i] = InnerMapSpec{bpf_map__type(inner), bpf_map__key_size(inner), bpf_map__value_size(inner),
+                             bpf_map__max_entries(inner), bpf_map__map_flags(inner)};
+  }
+}
+
+DataPath::~DataPath() { sluice_bpf::destroy(skel_); }
+
+// Maps are created once; later loads (a new build, another interface) reuse
+// the pins, so their sizes win over whatever the caller asked for now.
+void DataPath::adopt_pinned_sizes() {
+  for (bpf_map* map : {skel_->maps.buckets, skel_->maps.source_buckets, skel_->maps.stats}) {
+    std::string pin = pin_dir_ + "/" + bpf_map__name(map);
+    Fd fd(bpf_obj_get(pin.c_str()));
+    if (!fd) continue;
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0) bpf_map__set_max_entries(map, info.max_entries);
+  }
+}
+
+void DataPath::load() {
+  clear_library_message();
+  int err = sluice_bpf::load(skel_);
+  if (err) {
+    std::string what = "cannot load the sluice data path";
+    if (!pin_dir_.empty()) what += " (pins in " + pin_dir_ + ")";
+    throw SystemError(with_library_message(what), -err);
+  }
+}
+
+bpf_object* DataPath::object() const { return skel_->obj; }
+
+int DataPath::map_fd(bpf_map* map) const {
+  int fd = bpf_map__fd(map);
+  if (fd < 0) throw SystemError(std::string("map ") + bpf_map__name(map) + " is not loaded", EBADF);
+  return fd;
+}
+
+bpf_map* DataPath::policy_outer(PolicyMap which) const {
+  switch (which) {
+    case PolicyMap::Info: return skel_->maps.pol_info;
+    case PolicyMap::Ports: return skel_->maps.pol_ports;
+    case PolicyMap::SvcAddr: return skel_->maps.pol_svc_addr;
+    case PolicyMap::Services: return skel_->maps.pol_services;
+    case PolicyMap::Tenants: return skel_->maps.pol_tenants;
+    case PolicyMap::Limits: return skel_->maps.pol_limits;
+    case PolicyMap::SrcV4: return skel_->maps.pol_src_v4;
+    case PolicyMap::SrcV6: return skel_->maps.pol_src_v6;
+    case PolicyMap::Count: break;
+  }
+  throw SystemError("unknown policy map", EINVAL);
+}
+
+int DataPath::policy_outer_fd(PolicyMap which) const { return map_fd(policy_outer(which)); }
+
+int DataPath::xdp_prog_fd() const { return bpf_program__fd(skel_->progs.sluice_xdp); }
+
+}  // namespace sluice::kernel

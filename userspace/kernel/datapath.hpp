@@ -1,0 +1,66 @@
+// The sluice data path as a C++ object: an RAII owner of the bpftool
+// skeleton (bpf/sluice.bpf.c embedded in the binary). Open, configure
+// (pin directory, map sizes, fake clock), then either load it directly
+// (tests, maps-only use by the CLI) or hand it to libxdp to load and attach.
+#pragma once
+
+#include <bpf/libbpf.h>
+
+#include <array>
+#include <string>
+
+#include "policy/policy.hpp"
+
+struct sluice_bpf;
+
+namespace sluice::kernel {
+
+struct DataPathOptions {
+  std::string pin_dir;        // empty: private, unpinned maps (tests)
+  bool fake_clock = false;    // tests: "now" comes from the fake_clock map
+  policy::MapSizes sizes;     // used when maps are created; pinned maps keep theirs
+  bool load_programs = true;  // false: only create or reuse the maps
+};
+
+// The parameters of a policy map's inner maps, captured at open time
+// (libbpf frees the templates once the outer maps exist).
+struct InnerMapSpec {
+  bpf_map_type type = BPF_MAP_TYPE_UNSPEC;
+  uint32_t key_size = 0, value_size = 0, max_entries = 0, flags = 0;
+};
+
+enum class PolicyMap { Info, Ports, SvcAddr, Services, Tenants, Limits, SrcV4, SrcV6, Count };
+
+class DataPath {
+ public:
+  explicit DataPath(const DataPathOptions& options);
+  ~DataPath();
+  DataPath(const DataPath&) = delete;
+  DataPath& operator=(const DataPath&) = delete;
+
+  // Create or reuse the maps and load the programs (unless load_programs is
+  // false). Not for libxdp attachment, which loads the object itself.
+  void load();
+
+  sluice_bpf* skel() const { return skel_; }
+  bpf_object* object() const;
+  const std::string& pin_dir() const { return pin_dir_; }
+  bool is_private() const { return pin_dir_.empty(); }
+
+  // Valid once loaded (by load() or by libxdp).
+  int map_fd(bpf_map* map) const;
+  int policy_outer_fd(PolicyMap which) const;
+  const InnerMapSpec& inner_spec(PolicyMap which) const { return inner_[static_cast<int>(which)]; }
+  bpf_map* policy_outer(PolicyMap which) const;
+  int xdp_prog_fd() const;
+
+ private:
+  void adopt_pinned_sizes();
+
+  sluice_bpf* skel_ = nullptr;
+  std::string pin_dir_;
+  bool load_programs_;
+  std::array<InnerMapSpec, static_cast<int>(PolicyMap::Count)> inner_{};
+};
+
+}  // namespace sluice::kernel

@@ -1,0 +1,93 @@
+// Typed access to BPF maps by file descriptor. Keys and values are the ABI
+// structs of include/sluice/abi.h; per-CPU maps return one value per
+// possible CPU.
+#pragma once
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace sluice::kernel {
+
+// An owned file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  void reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+int possible_cpus();
+
+template <typename K, typename V>
+std::optional<V> map_lookup(int fd, const K& key) {
+  V value{};
+  if (bpf_map_lookup_elem(fd, &key, &value) != 0) return std::nullopt;
+  return value;
+}
+
+template <typename K, typename V>
+void map_update(int fd, const K& key, const V& value, const char* what, uint64_t flags = BPF_ANY) {
+  if (bpf_map_update_elem(fd, &key, &value, flags) != 0) throw SystemError(std::string("cannot update ") + what, errno);
+}
+
+template <typename K>
+std::vector<K> map_keys(int fd) {
+  std::vector<K> keys;
+  K key{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    keys.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  return keys;
+}
+
+template <typename K, typename V>
+std::vector<std::pair<K, V>> map_entries(int fd) {
+  std::vector<std::pair<K, V>> out;
+  for (const K& k : map_keys<K>(fd))
+    if (auto v = map_lookup<K, V>(fd, k)) out.emplace_back(k, *v);
+  return out;
+}
+
+// Values of a per-CPU map entry, one per possible CPU (the kernel pads each
+// to 8 bytes; our ABI structs are multiples of 8 already).
+template <typename K, typename V>
+std::vector<V> percpu_lookup(int fd, const K& key) {
+  static_assert(sizeof(V) % 8 == 0, "per-CPU values must be 8-byte multiples");
+  std::vector<V> values(possible_cpus());
+  if (bpf_map_lookup_elem(fd, &key, values.data()) != 0) return {};
+  return values;
+}
+
+}  // namespace sluice::kernel

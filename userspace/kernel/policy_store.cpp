@@ -1,0 +1,157 @@
+#include "kernel/policy_store.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+
+#include <set>
+
+#include "sluice.skel.h"
+
+namespace sluice::kernel {
+
+namespace {
+
+// The inner map a slot points at, or an empty Fd when the slot is empty.
+Fd open_inner(int outer_fd, uint32_t slot) {
+  uint32_t id = 0;
+  if (bpf_map_lookup_elem(outer_fd, &slot, &id) != 0 || id == 0) return Fd();
+  return Fd(bpf_map_get_fd_by_id(id));
+}
+
+// All entries of an array map in one batch call instead of one syscall each.
+template <typename V>
+std::vector<std::pair<uint32_t, V>> array_entries(int fd, uint32_t max_entries) {
+  std::vector<uint32_t> keys(max_entries);
+  std::vector<V> values(max_entries);
+  uint32_t count = max_entries, out_batch = 0;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  int err = bpf_map_lookup_batch(fd, nullptr, &out_batch, keys.data(), values.data(), &count, &opts);
+  if (err && errno != ENOENT) throw SystemError("cannot read a policy map", errno);
+  std::vector<std::pair<uint32_t, V>> out;
+  for (uint32_t i = 0; i < count; i++) out.emplace_back(keys[i], values[i]);
+  return out;
+}
+
+template <typename V>
+std::vector<std::pair<uint32_t, V>> named_entries(int fd, uint32_t max_entries) {
+  auto all = array_entries<V>(fd, max_entries);
+  std::erase_if(all, [](const auto& e) { return e.second.name[0] == 0; });
+  return all;
+}
+
+}  // namespace
+
+PolicyLock::PolicyLock(const DataPath& dp) {
+  if (dp.is_private()) return;
+  dir_ = Fd(open(dp.pin_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir_) throw SystemError("cannot open " + dp.pin_dir(), errno);
+  if (flock(dir_.get(), LOCK_EX) != 0) throw SystemError("cannot lock " + dp.pin_dir(), errno);
+}
+
+policy::SlotContents PolicyStore::read_slot(uint32_t slot) const {
+  policy::SlotContents c;
+  auto inner = [&](PolicyMap which) { return open_inner(dp_.policy_outer_fd(which), slot); };
+
+  if (Fd info = inner(PolicyMap::Info)) {
+    uint32_t zero = 0;
+    if (auto v = map_lookup<uint32_t, sl_policy_info>(info.get(), zero)) c.info = *v;
+  }
+  if (Fd fd = inner(PolicyMap::Services))
+    c.services = named_entries<sl_service>(fd.get(), dp_.inner_spec(PolicyMap::Services).max_entries);
+  if (Fd fd = inner(PolicyMap::Tenants))
+    c.tenants = named_entries<sl_tenant>(fd.get(), dp_.inner_spec(PolicyMap::Tenants).max_entries);
+  if (Fd fd = inner(PolicyMap::Limits)) c.limits = map_entries<uint32_t, sl_rate>(fd.get());
+  if (Fd fd = inner(PolicyMap::SvcAddr)) c.svc_addr = map_entries<sl_addr_key, uint32_t>(fd.get());
+  if (Fd fd = inner(PolicyMap::SrcV4)) c.src_v4 = map_entries<sl_lpm_v4_key, sl_source_class>(fd.get());
+  if (Fd fd = inner(PolicyMap::SrcV6)) c.src_v6 = map_entries<sl_lpm_v6_key, sl_source_class>(fd.get());
+  // The port table is derived from the services; it is not read back.
+  return c;
+}
+
+RunningPolicy PolicyStore::read() const {
+  RunningPolicy r;
+  uint32_t zero = 0;
+  auto root = map_lookup<uint32_t, sl_root>(dp_.map_fd(dp_.skel()->maps.sl_root), zero);
+  r.active_slot = root ? root->active_slot & 1 : 0;
+  r.slot = read_slot(r.active_slot);
+  r.epoch = r.slot.info.epoch;
+  r.policy = policy::decompile(r.slot);
+  r.ids = policy::ids_of(r.slot);
+  r.policy.maps.bucket_entries = bpf_map__max_entries(dp_.skel()->maps.buckets);
+  r.policy.maps.source_entries = bpf_map__max_entries(dp_.skel()->maps.source_buckets);
+  r.policy.maps.stats_entries = bpf_map__max_entries(dp_.skel()->maps.stats);
+  return r;
+}
+
+void PolicyStore::write_slot(uint32_t slot, const policy::SlotContents& c) {
+  auto install = [&](PolicyMap which, const auto& entries, const char* what) {
+    const InnerMapSpec& spec = dp_.inner_spec(which);
+    LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = spec.flags);
+    Fd inner(bpf_map_create(spec.type, what, spec.key_size, spec.value_size, spec.max_entries, &opts));
+    if (!inner) throw SystemError(std::string("cannot create map ") + what, errno);
+    for (const auto& [key, value] : entries) map_update(inner.get(), key, value, what);
+    int fd = inner.get();
+    map_update(dp_.policy_outer_fd(which), slot, fd, what);
+  };
+  install(PolicyMap::Ports, c.ports, "pol_ports");
+  install(PolicyMap::SvcAddr, c.svc_addr, "pol_svc_addr");
+  install(PolicyMap::Services, c.services, "pol_services");
+  install(PolicyMap::Tenants, c.tenants, "pol_tenants");
+  install(PolicyMap::Limits, c.limits, "pol_limits");
+  install(PolicyMap::SrcV4, c.src_v4, "pol_src_v4");
+  install(PolicyMap::SrcV6, c.src_v6, "pol_src_v6");
+  std::vector<std::pair<uint32_t, sl_policy_info>> info{{0, c.info}};
+  install(PolicyMap::Info, info, "pol_info");
+}
+
+uint64_t PolicyStore::apply(const policy::Policy& next) {
+  RunningPolicy now = read();
+  policy::Compiled compiled = policy::compile(next, now.ids, now.epoch + 1);
+  uint32_t target = now.epoch == 0 ? 0 : now.active_slot ^ 1;
+  write_slot(target, compiled.slot);
+
+  // The switch: one aligned 32-bit value is all a packet reads to pick a slot.
+  sl_root root{};
+  root.active_slot = target;
+  root.epoch = now.epoch + 1;
+  uint32_t zero = 0;
+  map_update(dp_.map_fd(dp_.skel()->maps.sl_root), zero, root, "sl_root");
+
+  clear_retired_state(now.ids, compiled.ids);
+  return root.epoch;
+}
+
+// The one place the CLI writes maps the data path owns: it deletes the
+// buckets and counters of ids no policy refers to any more, so an id handed
+// out again starts from nothing. After the flip no packet maps to these ids.
+void PolicyStore::clear_retired_state(const policy::IdAssignment& before, const policy::IdAssignment& after) {
+  std::set<uint32_t> services, tenants, deny;
+  auto retired = [](const auto& old_ids, const auto& new_ids, std::set<uint32_t>& out) {
+    std::set<uint32_t> kept;
+    for (const auto& [_, id] : new_ids) kept.insert(id);
+    for (const auto& [_, id] : old_ids)
+      if (!kept.count(id)) out.insert(id);
+  };
+  retired(before.services, after.services, services);
+  retired(before.tenants, after.tenants, tenants);
+  retired(before.deny, after.deny, deny);
+
+  auto by_pair = [&](int fd) {
+    for (uint32_t pair : map_keys<uint32_t>(fd))
+      if (services.count(sl_pair_service(pair)) || tenants.count(sl_pair_tenant(pair))) bpf_map_delete_elem(fd, &pair);
+  };
+  if (!services.empty() || !tenants.empty()) {
+    by_pair(dp_.map_fd(dp_.skel()->maps.stats));
+    by_pair(dp_.map_fd(dp_.skel()->maps.buckets));
+  }
+  if (!services.empty()) {
+    int fd = dp_.map_fd(dp_.skel()->maps.source_buckets);
+    for (const auto& key : map_keys<sl_source_key>(fd))
+      if (services.count(key.service_id)) bpf_map_delete_elem(fd, &key);
+  }
+  int deny_fd = dp_.map_fd(dp_.skel()->maps.deny_stats);
+  std::vector<sl_deny_counters> zeros(possible_cpus());
+  for (uint32_t id : deny) bpf_map_update_elem(deny_fd, &id, zeros.data(), BPF_ANY);
+}
+
+}  // namespace sluice::kernel

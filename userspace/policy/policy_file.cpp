@@ -1,0 +1,407 @@
+#include "policy/policy_file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+#include <tuple>
+
+#include "core/error.hpp"
+
+namespace sluice::policy {
+
+namespace {
+
+// Lines of items and fields as the file gave them, to point errors at.
+class LineIndex {
+ public:
+  void note(const std::string& kind, const std::string& item, const std::string& field, int line) {
+    lines_[{kind, item, field}] = line;
+  }
+  int find(const std::string& kind, const std::string& item, const std::string& field) const {
+    for (const auto& key : {std::tuple{kind, item, field}, std::tuple{kind, item, std::string()}})
+      if (auto it = lines_.find(key); it != lines_.end()) return it->second;
+    return 0;
+  }
+
+ private:
+  std::map<std::tuple<std::string, std::string, std::string>, int> lines_;
+};
+
+int line_of(const toml::node& n) { return static_cast<int>(n.source().begin.line); }
+
+// Reads one table's fields, refusing unknown ones and wrong types.
+class TableReader {
+ public:
+  TableReader(const toml::table& table, std::string source, std::string kind, std::string item)
+      : table_(table), source_(std::move(source)), kind_(std::move(kind)), item_(std::move(item)) {}
+
+  [[noreturn]] void fail(int line, const std::string& problem) const {
+    throw UsageError(source_ + ":" + std::to_string(line) + ": " + kind_ +
+                     (item_.empty() ? "" : " '" + item_ + "'") + ": " + problem);
+  }
+  void set_item(std::string item) { item_ = std::move(item); }
+
+  const toml::node* get(const std::string& key) {
+    known_.insert(key);
+    return table_.get(key);
+  }
+
+  std::optional<std::string> string(const std::string& key) {
+    const toml::node* n = get(key);
+    if (!n) return std::nullopt;
+    if (!n->is_string()) fail(line_of(*n), key + " must be a string");
+    return n->as_string()->get();
+  }
+  std::string required_string(const std::string& key) {
+    auto s = string(key);
+    if (!s) fail(line_of(table_), "missing " + key);
+    return *s;
+  }
+  std::optional<int64_t> integer(const std::string& key, int64_t lo, int64_t hi) {
+    const toml::node* n = get(key);
+    if (!n) return std::nullopt;
+    if (!n->is_integer()) fail(line_of(*n), key + " must be an integer");
+    int64_t v = n->as_integer()->get();
+    if (v < lo || v > hi)
+      fail(line_of(*n), key + " " + std::to_string(v) + " is out of range (" + std::to_string(lo) + ".." +
+                            std::to_string(hi) + ")");
+    return v;
+  }
+  std::optional<double> number(const std::string& key) {
+    const toml::node* n = get(key);
+    if (!n) return std::nullopt;
+    if (n->is_integer()) return static_cast<double>(n->as_integer()->get());
+    if (!n->is_floating_point()) fail(line_of(*n), key + " must be a number");
+    return n->as_floating_point()->get();
+  }
+  std::optional<bool> boolean(const std::string& key) {
+    const toml::node* n = get(key);
+    if (!n) return std::nullopt;
+    if (!n->is_boolean()) fail(line_of(*n), key + " must be true or false");
+    return n->as_boolean()->get();
+  }
+  std::vector<std::pair<std::string, int>> strings(const std::string& key) {
+    std::vector<std::pair<std::string, int>> out;
+    const toml::node* n = get(key);
+    if (!n) return out;
+    if (!n->is_array()) fail(line_of(*n), key + " must be a list of strings");
+    for (const auto& e : *n->as_array()) {
+      if (!e.is_string()) fail(line_of(e), key + " must be a list of strings");
+      out.emplace_back(e.as_string()->get(), line_of(e));
+    }
+    return out;
+  }
+  int line(const std::string& key) const {
+    const toml::node* n = table_.get(key);
+    return n ? line_of(*n) : line_of(table_);
+  }
+  // Run `parse` on a field's value, turning its UsageError into a located one.
+  template <typename F>
+  auto parse_field(const std::string& key, F&& parse) -> decltype(parse()) {
+    try {
+      return parse();
+    } catch (const UsageError& e) {
+      fail(line(key), e.what());
+    }
+  }
+  void refuse_unknown() const {
+    for (const auto& [key, node] : table_)
+      if (!known_.count(std::string(key.str()))) fail(line_of(node), "unknown field '" + std::string(key.str()) + "'");
+  }
+
+ private:
+  const toml::table& table_;
+  std::string source_, kind_, item_;
+  std::set<std::string> known_;
+};
+
+const toml::array* array_of_tables(const toml::table& root, const std::string& key, const std::string& source) {
+  const toml::node* n = root.get(key);
+  if (!n) return nullptr;
+  const toml::array* a = n->as_array();
+  if (!a || !a->is_array_of_tables())
+    throw UsageError(source + ":" + std::to_string(line_of(*n)) + ": write services, tenants and limits as [[" + key +
+                     "]] tables");
+  return a;
+}
+
+Service read_service(TableReader& r, LineIndex& lines) {
+  Service s;
+  s.name = r.required_string("name");
+  r.set_item(s.name);
+  lines.note("service", s.name, "", r.line("name"));
+  for (const char* f : {"name", "port", "proto", "addr", "rate", "burst", "per_source", "per_source_burst", "reject",
+                        "dry_run", "http", "adaptive", "breaker", "timeout_ms", "cpu_threshold", "window_ms",
+                        "window_buckets", "breaker_min_calls", "breaker_error_pct", "breaker_slow_pct",
+                        "breaker_slow_ms", "breaker_open_ms", "breaker_probes", "sre_k"})
+    lines.note("service", s.name, f, r.line(f));
+
+  auto port = r.integer("port", 1, 65535);
+  if (!port) r.fail(r.line("name"), "missing port");
+  s.port = static_cast<uint16_t>(*port);
+  if (auto v = r.string("proto")) s.proto = r.parse_field("proto", [&] { return parse_proto(*v, "proto"); });
+  if (auto v = r.string("addr")) {
+    s.addr = IpAddr::parse(*v);
+    if (!s.addr) r.fail(r.line("addr"), "addr '" + *v + "' is not an IPv4 or IPv6 address");
+  }
+  if (auto v = r.string("rate")) {
+    s.rate = r.parse_field("rate", [&] { return parse_rate(*v, "rate"); });
+    s.burst = default_burst(s.rate);
+  }
+  if (auto v = r.integer("burst", 0, UINT32_MAX)) {
+    if (!s.rate.is_set()) r.fail(r.line("burst"), "burst needs a rate");
+    s.burst = static_cast<uint32_t>(*v);
+  }
+  if (auto v = r.string("per_source")) {
+    s.per_source = r.parse_field("per_source", [&] { return parse_rate(*v, "per_source"); });
+    s.per_source_burst = default_burst(s.per_source);
+  }
+  if (auto v = r.integer("per_source_burst", 0, UINT32_MAX)) {
+    if (!s.per_source.is_set()) r.fail(r.line("per_source_burst"), "per_source_burst needs per_source");
+    s.per_source_burst = static_cast<uint32_t>(*v);
+  }
+  if (auto v = r.string("reject")) s.reject = r.parse_field("reject", [&] { return parse_reject(*v, "reject"); });
+  if (auto v = r.boolean("dry_run")) s.dry_run = *v;
+  if (auto v = r.boolean("http")) s.http = *v;
+
+  Tuning& t = s.tuning;
+  if (auto v = r.string("adaptive")) t.adaptive = r.parse_field("adaptive", [&] { return parse_adaptive(*v, "adaptive"); });
+  if (auto v = r.string("breaker")) t.breaker = r.parse_field("breaker", [&] { return parse_breaker(*v, "breaker"); });
+  auto u32 = [&](const char* key, uint32_t& out) {
+    if (auto v = r.integer(key, 0, UINT32_MAX)) out = static_cast<uint32_t>(*v);
+  };
+  u32("timeout_ms", t.timeout_ms);
+  u32("cpu_threshold", t.cpu_threshold_pct);
+  u32("window_ms", t.window_ms);
+  u32("window_buckets", t.window_buckets);
+  u32("breaker_min_calls", t.breaker_min_calls);
+  u32("breaker_error_pct", t.breaker_error_pct);
+  u32("breaker_slow_pct", t.breaker_slow_pct);
+  u32("breaker_slow_ms", t.breaker_slow_ms);
+  u32("breaker_open_ms", t.breaker_open_ms);
+  u32("breaker_probes", t.breaker_probes);
+  if (auto v = r.number("sre_k")) t.sre_k = *v;
+  r.refuse_unknown();
+  return s;
+}
+
+Tenant read_tenant(TableReader& r, LineIndex& lines) {
+  Tenant t;
+  t.name = r.required_string("name");
+  r.set_item(t.name);
+  for (const char* f : {"name", "prefixes", "level"}) lines.note("tenant", t.name, f, r.line(f));
+  lines.note("tenant", t.name, "", r.line("name"));
+  for (const auto& [text, line] : r.strings("prefixes")) {
+    try {
+      t.prefixes.push_back(Cidr::parse(text));
+    } catch (const UsageError& e) {
+      r.fail(line, std::string("prefixes: ") + e.what());
+    }
+  }
+  if (auto v = r.integer("level", 0, SL_LEVELS - 1)) t.level = static_cast<uint8_t>(*v);
+  r.refuse_unknown();
+  return t;
+}
+
+Limit read_limit(TableReader& r, LineIndex& lines) {
+  Limit l;
+  l.service = r.required_string("service");
+  l.tenant = r.required_string("tenant");
+  std::string item = l.service + "/" + l.tenant;
+  r.set_item(item);
+  for (const char* f : {"service", "tenant", "rate", "burst"}) lines.note("limit", item, f, r.line(f));
+  lines.note("limit", item, "", r.line("service"));
+  auto rate = r.string("rate");
+  if (!rate) r.fail(r.line("service"), "missing rate");
+  l.rate = r.parse_field("rate", [&] { return parse_rate(*rate, "rate"); });
+  l.burst = default_burst(l.rate);
+  if (auto v = r.integer("burst", 0, UINT32_MAX)) l.burst = static_cast<uint32_t>(*v);
+  r.refuse_unknown();
+  return l;
+}
+
+}  // namespace
+
+Policy parse_policy(std::string_view text, const std::string& source) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    throw UsageError(source + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+  }
+
+  Policy p;
+  LineIndex lines;
+  TableReader top(root, source, "policy", "");
+  for (const auto& [text_, line] : top.strings("deny")) {
+    try {
+      p.deny.push_back(Cidr::parse(text_));
+    } catch (const UsageError& e) {
+      top.fail(line, std::string("deny: ") + e.what());
+    }
+    lines.note("deny", p.deny.back().to_string(), "deny", line);
+  }
+  if (auto v = top.integer("control_stale_ms", 0, UINT32_MAX)) p.control_stale_ms = static_cast<uint32_t>(*v);
+  lines.note("control", "", "stale_ms", top.line("control_stale_ms"));
+
+  if (const toml::node* maps = top.get("maps")) {
+    if (!maps->is_table()) top.fail(line_of(*maps), "[maps] must be a table");
+    TableReader r(*maps->as_table(), source, "maps", "");
+    auto u32 = [&](const char* key, uint32_t& out) {
+      lines.note("maps", "", key, r.line(key));
+      if (auto v = r.integer(key, 0, UINT32_MAX)) out = static_cast<uint32_t>(*v);
+    };
+    u32("bucket_entries", p.maps.bucket_entries);
+    u32("source_entries", p.maps.source_entries);
+    u32("stats_entries", p.maps.stats_entries);
+    u32("flow_entries", p.maps.flow_entries);
+    r.refuse_unknown();
+  }
+
+  auto each_table = [&](const char* key, const char* kind, auto&& read) {
+    top.get(key);
+    if (const toml::array* items = array_of_tables(root, key, source))
+      for (const auto& node : *items) {
+        TableReader r(*node.as_table(), source, kind, "");
+        read(r);
+      }
+  };
+  each_table("service", "service", [&](TableReader& r) { p.services.push_back(read_service(r, lines)); });
+  each_table("tenant", "tenant", [&](TableReader& r) { p.tenants.push_back(read_tenant(r, lines)); });
+  each_table("limit", "limit", [&](TableReader& r) { p.limits.push_back(read_limit(r, lines)); });
+  top.refuse_unknown();
+
+  try {
+    validate(p);
+  } catch (const PolicyError& e) {
+    int line = lines.find(e.kind, e.item, e.field);
+    throw UsageError(source + ":" + std::to_string(line) + ": " + e.what());
+  }
+  normalize(p);
+  return p;
+}
+
+Policy load_policy_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw SystemError("cannot read policy file " + path, errno);
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_policy(text.str(), path);
+}
+
+std::string to_toml(const Policy& policy) {
+  Policy p = policy;
+  normalize(p);
+  const Policy defaults;
+  const Tuning tuning_defaults;
+  std::ostringstream out;
+  out << "# sluice policy. Apply with: sluice apply -f FILE\n";
+
+  auto quoted = [](const std::string& s) { return "\"" + s + "\""; };
+  auto list = [&](const std::vector<Cidr>& cidrs) {
+    std::string s = "[";
+    for (size_t i = 0; i < cidrs.size(); i++) s += (i ? ", " : "") + quoted(cidrs[i].to_string());
+    return s + "]";
+  };
+  if (!p.deny.empty()) out << "deny = " << list(p.deny) << "\n";
+  if (p.control_stale_ms != defaults.control_stale_ms) out << "control_stale_ms = " << p.control_stale_ms << "\n";
+
+  if (p.maps != defaults.maps) {
+    out << "\n[maps]\n";
+    out << "bucket_entries = " << p.maps.bucket_entries << "\n";
+    out << "source_entries = " << p.maps.source_entries << "\n";
+    out << "stats_entries = " << p.maps.stats_entries << "\n";
+    out << "flow_entries = " << p.maps.flow_entries << "\n";
+  }
+
+  for (const auto& s : p.services) {
+    out << "\n[[service]]\nname = " << quoted(s.name) << "\nproto = " << quoted(to_string(s.proto))
+        << "\nport = " << s.port << "\n";
+    if (s.addr) out << "addr = " << quoted(s.addr->to_string()) << "\n";
+    if (s.rate.is_set()) out << "rate = " << quoted(to_string(s.rate)) << "\nburst = " << s.burst << "\n";
+    if (s.per_source.is_set())
+      out << "per_source = " << quoted(to_string(s.per_source)) << "\nper_source_burst = " << s.per_source_burst
+          << "\n";
+    if (s.reject != RejectMode::Drop) out << "reject = " << quoted(to_string(s.reject)) << "\n";
+    if (s.dry_run) out << "dry_run = true\n";
+    if (s.http) out << "http = true\n";
+    const Tuning& t = s.tuning;
+    if (t.adaptive != tuning_defaults.adaptive) out << "adaptive = " << quoted(to_string(t.adaptive)) << "\n";
+    if (t.breaker != tuning_defaults.breaker) out << "breaker = " << quoted(to_string(t.breaker)) << "\n";
+    auto field = [&](const char* key, uint32_t value, uint32_t fallback) {
+      if (value != fallback) out << key << " = " << value << "\n";
+    };
+    field("timeout_ms", t.timeout_ms, tuning_defaults.timeout_ms);
+    field("cpu_threshold", t.cpu_threshold_pct, tuning_defaults.cpu_threshold_pct);
+    field("window_ms", t.window_ms, tuning_defaults.window_ms);
+    field("window_buckets", t.window_buckets, tuning_defaults.window_buckets);
+    field("breaker_min_calls", t.breaker_min_calls, tuning_defaults.breaker_min_calls);
+    field("breaker_error_pct", t.breaker_error_pct, tuning_defaults.breaker_error_pct);
+    field("breaker_slow_pct", t.breaker_slow_pct, tuning_defaults.breaker_slow_pct);
+    field("breaker_slow_ms", t.breaker_slow_ms, tuning_defaults.breaker_slow_ms);
+    field("breaker_open_ms", t.breaker_open_ms, tuning_defaults.breaker_open_ms);
+    field("breaker_probes", t.breaker_probes, tuning_defaults.breaker_probes);
+    if (t.sre_k != tuning_defaults.sre_k) out << "sre_k = " << t.sre_k << "\n";
+  }
+  for (const auto& t : p.tenants) {
+    out << "\n[[tenant]]\nname = " << quoted(t.name) << "\n";
+    if (!t.prefixes.empty()) out << "prefixes = " << list(t.prefixes) << "\n";
+    if (t.level != kDefaultLevel) out << "level = " << int(t.level) << "\n";
+  }
+  for (const auto& l : p.limits)
+    out << "\n[[limit]]\nservice = " << quoted(l.service) << "\ntenant = " << quoted(l.tenant)
+        << "\nrate = " << quoted(to_string(l.rate)) << "\nburst = " << l.burst << "\n";
+  return out.str();
+}
+
+void save_policy_file(const std::string& path, const Policy& policy) {
+  namespace fs = std::filesystem;
+  fs::path target(path);
+  fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (!fs::exists(dir)) {
+    fs::create_directories(dir, ec);
+    if (ec) throw SystemError("cannot create " + dir.string(), ec.value());
+    fs::permissions(dir, fs::perms::owner_all, ec);
+  }
+  std::string text = to_toml(policy);
+  std::string tmp = path + ".tmp." + std::to_string(getpid());
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw SystemError("cannot write " + tmp, errno);
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = write(fd, text.data() + done, text.size() - done);
+    if (n < 0) {
+      int err = errno;
+      close(fd);
+      unlink(tmp.c_str());
+      throw SystemError("cannot write " + tmp, err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    int err = errno;
+    unlink(tmp.c_str());
+    throw SystemError("cannot write " + tmp, err);
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    unlink(tmp.c_str());
+    throw SystemError("cannot replace " + path, err);
+  }
+  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);  // make the rename itself durable
+    close(dfd);
+  }
+}
+
+}  // namespace sluice::policy
