@@ -1,0 +1,169 @@
+#include "algo/bbr.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace sluice::algo {
+
+namespace {
+
+__extension__ typedef unsigned __int128 Wide;
+
+// floor(num / den + 0.5) without floats.
+uint64_t round_div(Wide num, Wide den)
+{
+	const Wide q = (2 * num + den) / (2 * den);
+	return q > UINT64_MAX ? UINT64_MAX : static_cast<uint64_t>(q);
+}
+
+// Little's law on one bucket: `count` completions in bucket_ns whose mean RT
+// is rt_sum_us / rt_samples hold count * meanRT / bucket_ns in flight.
+uint64_t in_flight_of(uint64_t count, uint64_t rt_sum_us, uint64_t rt_samples, uint64_t bucket_ns)
+{
+	return round_div(Wide(count) * rt_sum_us * kNsPerUs, Wide(rt_samples) * bucket_ns);
+}
+
+} // namespace
+
+int64_t CpuSmoother::update(int64_t usage_permille)
+{
+	const int64_t usage = std::clamp<int64_t>(usage_permille, 0, 1000);
+	cpu_ = (cpu_ * 95 + usage * 5) / 100;
+	return cpu_;
+}
+
+Bbr::Bbr(const BbrConfig &config, uint64_t origin_ns)
+	: config_(config), window_(config.window_ns, config.buckets, origin_ns)
+{
+	if (config.cpu_threshold_permille < 0)
+		throw std::invalid_argument("bbr: CPU threshold must not be negative");
+}
+
+void Bbr::record(uint64_t now_ns, const TickStats &tick)
+{
+	Bucket &bucket = window_.current(now_ns);
+	bucket.passes += tick.completed;
+	bucket.rt_sum_us += tick.rt_sum_us;
+	bucket.rt_samples += tick.rt_samples;
+}
+
+void Bbr::on_complete(uint64_t now_ns, uint64_t rt_us)
+{
+	record(now_ns, TickStats{.completed = 1, .rt_sum_us = rt_us, .rt_samples = 1});
+}
+
+uint64_t Bbr::max_pass(uint64_t now_ns) const
+{
+	uint64_t result = 1;
+	window_.for_each_complete(now_ns, [&](const Bucket &b) { result = std::max(result, b.passes); });
+	return result;
+}
+
+uint64_t Bbr::min_rt_ms(uint64_t now_ns) const
+{
+	std::optional<uint64_t> result;
+	window_.for_each_complete(now_ns, [&](const Bucket &b) {
+		if (b.rt_samples == 0)
+			return;
+		const Wide per_ms = Wide(b.rt_samples) * 1000;
+		const uint64_t ceil_ms = static_cast<uint64_t>((Wide(b.rt_sum_us) + per_ms - 1) / per_ms);
+		result = result ? std::min(*result, ceil_ms) : ceil_ms;
+	});
+	// kratos: no samples, or a mean that rounds to 0, both give 1.
+	return result && *result > 0 ? *result : 1;
+}
+
+uint64_t Bbr::kratos_limit(uint64_t now_ns) const
+{
+	// maxPass * minRT * (1e9 / bucket_ns) / 1000, kept exact.
+	return round_div(Wide(max_pass(now_ns)) * min_rt_ms(now_ns) * kNsPerMs,
+			 window_.clock().bucket_ns());
+}
+
+uint64_t Bbr::paired_limit(uint64_t now_ns) const
+{
+	const uint64_t bucket_ns = window_.clock().bucket_ns();
+	std::optional<uint64_t> best;
+	window_.for_each_complete(now_ns, [&](const Bucket &b) {
+		if (b.rt_samples == 0)
+			return;
+		const uint64_t l = in_flight_of(b.passes, b.rt_sum_us, b.rt_samples, bucket_ns);
+		best = best ? std::max(*best, l) : l;
+	});
+	return best ? *best : kratos_limit(now_ns);
+}
+
+uint64_t Bbr::exact_min_rt_limit(uint64_t now_ns) const
+{
+	// The bucket with the least mean RT: compare sum/samples as fractions.
+	const Bucket *fastest = nullptr;
+	window_.for_each_complete(now_ns, [&](const Bucket &b) {
+		if (b.rt_samples == 0)
+			return;
+		if (!fastest || Wide(b.rt_sum_us) * fastest->rt_samples <
+					Wide(fastest->rt_sum_us) * b.rt_samples)
+			fastest = &b;
+	});
+	if (!fastest)
+		return kratos_limit(now_ns);
+	return in_flight_of(max_pass(now_ns), fastest->rt_sum_us, fastest->rt_samples,
+			    window_.clock().bucket_ns());
+}
+
+uint64_t Bbr::max_in_flight(uint64_t now_ns) const
+{
+	return max_in_flight(now_ns, config_.estimator);
+}
+
+uint64_t Bbr::max_in_flight(uint64_t now_ns, BbrEstimator estimator) const
+{
+	switch (estimator) {
+	case BbrEstimator::kKratos:
+		return kratos_limit(now_ns);
+	case BbrEstimator::kPairedPerBucket:
+		return paired_limit(now_ns);
+	case BbrEstimator::kExactMinRt:
+		return exact_min_rt_limit(now_ns);
+	}
+	throw std::invalid_argument("bbr: unknown estimator");
+}
+
+BbrDecision Bbr::decide(uint64_t now_ns, int64_t cpu_permille, uint64_t in_flight, bool kernel_dropped)
+{
+	BbrDecision d{.armed = false, .max_in_flight = max_in_flight(now_ns)};
+	if (cpu_permille >= config_.cpu_threshold_permille) {
+		d.armed = true;
+		// kratos keeps the time of the first drop of an episode, not the last.
+		if ((kernel_dropped || exceeds(in_flight, d.max_in_flight)) && !drop_started_ns_)
+			drop_started_ns_ = now_ns;
+		return d;
+	}
+	if (!drop_started_ns_)
+		return d;
+	// A clock that went backwards counts as "just dropped".
+	if (now_ns <= *drop_started_ns_ || now_ns - *drop_started_ns_ <= config_.drop_hold_ns) {
+		d.armed = true;
+		return d;
+	}
+	drop_started_ns_.reset();
+	return d;
+}
+
+bool Bbr::should_drop(uint64_t now_ns, int64_t cpu_permille, uint64_t in_flight)
+{
+	const BbrDecision d = decide(now_ns, cpu_permille, in_flight);
+	return d.armed && exceeds(in_flight, d.max_in_flight);
+}
+
+BbrStat Bbr::stat(uint64_t now_ns, int64_t cpu_permille, uint64_t in_flight) const
+{
+	return BbrStat{
+		.cpu_permille = cpu_permille,
+		.in_flight = in_flight,
+		.max_in_flight = max_in_flight(now_ns),
+		.min_rt_ms = min_rt_ms(now_ns),
+		.max_pass = max_pass(now_ns),
+	};
+}
+
+} // namespace sluice::algo
