@@ -3,8 +3,8 @@
  * The maps of the sluice data path, grouped by who writes them (see the
  * ownership rules in include/sluice/abi.h). Every map is pinned by name
  * under the pin directory so the CLI, the controller and later program
- * versions find the same state. Sizes marked "configurable" are set by the
- * loader before the maps are created.
+ * versions find the same state. Sizes marked "configurable" or "geometry"
+ * are set by the loader before the maps are created.
  */
 #ifndef SLUICE_BPF_MAPS_H
 #define SLUICE_BPF_MAPS_H
@@ -79,10 +79,13 @@ struct pol_tenants_inner {
 };
 POLICY_MAP(pol_tenants, struct pol_tenants_inner);
 
+/* Sized by the pair geometry, which is only known at run time: the inner
+ * arrays may differ in size from this template (BPF_F_INNER_MAP). */
 struct pol_limits_inner {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SL_MAX_TENANT_LIMITS);
-	__uint(key_size, sizeof(__u32)); /* sl_pair(service, tenant) */
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32)); /* pair index */
 	__uint(value_size, sizeof(struct sl_rate));
 };
 POLICY_MAP(pol_limits, struct pol_limits_inner);
@@ -134,12 +137,28 @@ struct {
 /* ---- state (BPF) ------------------------------------------------------ */
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SL_DEFAULT_BUCKET_ENTRIES); /* configurable */
-	__type(key, __u32);                              /* sl_pair(service, tenant) */
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_DEFAULT_MAX_SERVICES * SL_DEFAULT_MAX_TENANTS); /* geometry */
+	__type(key, __u32); /* pair index */
 	__type(value, struct sl_bucket);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} buckets SEC(".maps");
+} pair_buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_DEFAULT_MAX_SERVICES * SL_DEFAULT_MAX_TENANTS); /* geometry */
+	__type(key, __u32); /* pair index */
+	__type(value, struct sl_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pair_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_DEFAULT_MAX_SERVICES); /* geometry */
+	__type(key, __u32); /* service id */
+	__type(value, struct sl_service_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} service_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -148,14 +167,6 @@ struct {
 	__type(value, struct sl_bucket);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } source_buckets SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, SL_DEFAULT_STATS_ENTRIES); /* configurable */
-	__type(key, __u32);                             /* sl_pair(service, tenant) */
-	__type(value, struct sl_counters);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -20,10 +20,13 @@
 
 const volatile struct sl_prog_config sl_config = {};
 
-/* The policy slot this packet is judged by, looked up once per packet. */
+/* libbpf fills this from the kernel config at load; 0 when it cannot. */
+extern unsigned long CONFIG_HZ __kconfig __weak;
+
+/* The policy slot this packet is judged by, read once per packet. */
 struct policy_view {
 	__u32 slot;
-	const struct sl_policy_info *info;
+	__u32 flags; /* enum sl_policy_flags of that slot */
 };
 
 static __always_inline void *slot_map(void *outer, __u32 slot)
@@ -31,13 +34,22 @@ static __always_inline void *slot_map(void *outer, __u32 slot)
 	return bpf_map_lookup_elem(outer, &slot);
 }
 
-static __always_inline __u64 clock_now(void)
+/*
+ * "Now" for the buckets, in nanoseconds at tick resolution: jiffies cost
+ * about 1 ns to read where bpf_ktime_get_ns costs 30, more than the rest of
+ * the admission path. A GCRA stays exact over time with a coarse clock (a
+ * tick releases rate x tick units at once, never more in total); this clock
+ * is only compared with itself, never with user-space times.
+ */
+static __always_inline __u64 bucket_clock(void)
 {
 	if (sl_config.fake_clock) {
 		__u32 zero = 0;
 		__u64 *now = bpf_map_lookup_elem(&fake_clock, &zero);
 		return now ? *now : 0;
 	}
+	if (CONFIG_HZ)
+		return bpf_jiffies64() * (1000000000ull / CONFIG_HZ);
 	return bpf_ktime_get_ns();
 }
 
@@ -55,7 +67,7 @@ static __always_inline struct sl_source_class classify_source(const struct polic
 	struct sl_source_class *cls = 0;
 
 	if (pkt->family == 4) {
-		if (!(pv->info->flags & SL_POL_SRC_V4))
+		if (!(pv->flags & SL_POL_SRC_V4))
 			return none;
 		void *trie = slot_map(&pol_src_v4, pv->slot);
 		if (!trie)
@@ -64,7 +76,7 @@ static __always_inline struct sl_source_class classify_source(const struct polic
 		__builtin_memcpy(key.addr, pkt->saddr + 12, 4);
 		cls = bpf_map_lookup_elem(trie, &key);
 	} else {
-		if (!(pv->info->flags & SL_POL_SRC_V6))
+		if (!(pv->flags & SL_POL_SRC_V6))
 			return none;
 		void *trie = slot_map(&pol_src_v6, pv->slot);
 		if (!trie)
@@ -108,30 +120,16 @@ static __always_inline __u32 find_service(const struct policy_view *pv, const st
 	return port->any_addr_service;
 }
 
-/* Per-CPU counters of a (service, tenant) pair, created on first use. */
-static __always_inline struct sl_counters *pair_counters(__u32 pair, struct sl_global_counters *g)
+/* A per-source bucket, created on first use (the LRU evicts idle ones). */
+static __always_inline struct sl_bucket *source_bucket(const struct sl_source_key *key)
 {
-	struct sl_counters *c = bpf_map_lookup_elem(&stats, &pair);
-
-	if (c)
-		return c;
-	struct sl_counters zero = {};
-	bpf_map_update_elem(&stats, &pair, &zero, BPF_NOEXIST);
-	c = bpf_map_lookup_elem(&stats, &pair);
-	if (!c)
-		count(g, SL_G_STATS_FULL);
-	return c;
-}
-
-static __always_inline struct sl_bucket *bucket_get(void *map, const void *key)
-{
-	struct sl_bucket *b = bpf_map_lookup_elem(map, key);
+	struct sl_bucket *b = bpf_map_lookup_elem(&source_buckets, key);
 
 	if (b)
 		return b;
 	struct sl_bucket fresh = {}; /* TAT 0: the bucket starts full */
-	bpf_map_update_elem(map, key, &fresh, BPF_NOEXIST);
-	return bpf_map_lookup_elem(map, key);
+	bpf_map_update_elem(&source_buckets, key, &fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&source_buckets, key);
 }
 
 /*
@@ -159,12 +157,14 @@ static __always_inline int bucket_take(struct sl_bucket *b, __u64 now, const str
 /* Static admission: the per-source bucket, then the (service, tenant) bucket. */
 static __always_inline enum sl_reason admit_static(const struct policy_view *pv,
 						   const struct sl_service *svc, __u32 service_id,
-						   __u32 pair, const struct packet *pkt, __u64 now)
+						   __u32 pair, const struct packet *pkt)
 {
+	__u64 now = bucket_clock();
+
 	if (svc->flags & SL_SVC_PER_SOURCE) {
 		struct sl_source_key key = { .service_id = service_id };
 		__builtin_memcpy(key.addr, pkt->saddr, 16);
-		struct sl_bucket *b = bucket_get(&source_buckets, &key);
+		struct sl_bucket *b = source_bucket(&key);
 		if (b && !bucket_take(b, now, &svc->per_source))
 			return SL_R_SOURCE_LIMIT;
 	}
@@ -173,11 +173,11 @@ static __always_inline enum sl_reason admit_static(const struct policy_view *pv,
 	if (svc->flags & SL_SVC_TENANT_LIMITS) {
 		void *limits = slot_map(&pol_limits, pv->slot);
 		struct sl_rate *own = limits ? bpf_map_lookup_elem(limits, &pair) : 0;
-		if (own)
+		if (own && own->interval_ns)
 			rate = own;
 	}
 	if (rate->interval_ns) {
-		struct sl_bucket *b = bucket_get(&buckets, &pair);
+		struct sl_bucket *b = bpf_map_lookup_elem(&pair_buckets, &pair);
 		if (b && !bucket_take(b, now, rate))
 			return SL_R_TENANT_LIMIT;
 	}
@@ -219,13 +219,12 @@ int sluice_xdp(struct xdp_md *ctx)
 	}
 
 	struct sl_root *root = bpf_map_lookup_elem(&sl_root, &zero);
-	struct policy_view pv = { .slot = root ? root->active_slot & 1 : 0 };
-	void *info_map = slot_map(&pol_info, pv.slot);
-	pv.info = info_map ? bpf_map_lookup_elem(info_map, &zero) : 0;
-	if (!pv.info) {
+	if (!root || !root->epoch) {
 		count(g, SL_G_NO_POLICY);
 		return XDP_PASS;
 	}
+	struct policy_view pv = { .slot = root->active_slot & 1 };
+	pv.flags = root->slot_flags[pv.slot];
 
 	struct sl_source_class source = classify_source(&pv, &pkt);
 	if (source.deny_id) {
@@ -256,27 +255,33 @@ int sluice_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	__u32 pair = sl_pair(service_id, source.tenant_id);
-	struct sl_counters *counters = pair_counters(pair, g);
+	__u32 pair = sl_pair_index(service_id, source.tenant_id, sl_config.max_tenants);
+	struct sl_counters *counters = bpf_map_lookup_elem(&pair_stats, &pair);
+	if (!counters || source.tenant_id >= sl_config.max_tenants) {
+		count(g, SL_G_OUT_OF_RANGE); /* the CLI never lets this happen */
+		return XDP_PASS;
+	}
 
 	if (pkt.l4proto == IPPROTO_TCP && !is_new_connection(&pkt)) {
-		if (counters)
-			counters->verdict[SL_R_PASSED]++;
+		counters->verdict[SL_R_PASSED]++;
 		return XDP_PASS;
 	}
 
-	__u64 now = clock_now();
-	enum sl_reason reason = admit_static(&pv, svc, service_id, pair, &pkt, now);
-	if (reason == SL_R_ADMITTED || (svc->flags & SL_SVC_DRY_RUN)) {
-		if (counters) {
-			counters->verdict[SL_R_ADMITTED]++;
-			if (reason != SL_R_ADMITTED && reason < SL_R__COUNT)
-				counters->would_shed[reason]++;
-		}
+	enum sl_reason reason = admit_static(&pv, svc, service_id, pair, &pkt);
+	if (reason == SL_R_ADMITTED) {
+		counters->verdict[SL_R_ADMITTED]++;
 		return XDP_PASS;
 	}
-	if (counters && reason < SL_R__COUNT)
-		counters->verdict[reason]++;
+	if (reason >= SL_R__COUNT)
+		return XDP_PASS;
+	if (svc->flags & SL_SVC_DRY_RUN) {
+		struct sl_service_counters *sc = bpf_map_lookup_elem(&service_stats, &service_id);
+		if (sc)
+			sc->would_shed[reason]++;
+		counters->verdict[SL_R_ADMITTED]++;
+		return XDP_PASS;
+	}
+	counters->verdict[reason]++;
 	return reject(ctx, svc, &pkt, g);
 }
 

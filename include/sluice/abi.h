@@ -9,8 +9,8 @@
  * Ownership is the architecture: every map has exactly one writer.
  *   policy  (CLI):        sl_root, pol_* (double-buffered, see below)
  *   control (controller): ctl_header, ctl_services
- *   state   (BPF):        buckets, source_buckets, stats, global_stats,
- *                         deny_stats, obs_*, flows
+ *   state   (BPF):        pair_buckets, pair_stats, service_stats,
+ *                         source_buckets, global_stats, deny_stats, obs_*, flows
  *
  * Policy is double-buffered. Each pol_* map is an array of two inner maps
  * ("slots"); sl_root.active_slot says which slot the data path reads. The
@@ -38,14 +38,18 @@
 #define SL_MAX_DENY_RULES 4096   /* deny rule ids 1..4095; 0 means "not denied" */
 #define SL_MAX_SRC_PREFIXES 65536 /* per address family, tenant and deny prefixes merged */
 #define SL_MAX_ADDR_SERVICES 4096 /* services bound to one destination address */
-#define SL_MAX_TENANT_LIMITS 65536 /* per-(service, tenant) rate overrides */
 #define SL_POLICY_SLOTS 2
 #define SL_PORT_INDEX_SIZE (2 * 65536) /* [proto index][port] */
 
-/* Default sizes of the state maps; `[maps]` in the policy file overrides. */
-#define SL_DEFAULT_BUCKET_ENTRIES 65536
+/*
+ * Per-(service, tenant) state lives in arrays indexed by
+ *   pair index = service id * max_tenants + tenant id
+ * (array lookups cost ~2 ns where a hash lookup costs ~24 ns). The geometry
+ * is fixed when the maps are created; `[maps]` in the policy file sets it.
+ */
+#define SL_DEFAULT_MAX_SERVICES 64   /* service ids below this */
+#define SL_DEFAULT_MAX_TENANTS 256   /* tenant ids below this */
 #define SL_DEFAULT_SOURCE_ENTRIES 262144
-#define SL_DEFAULT_STATS_ENTRIES 16384
 #define SL_DEFAULT_FLOW_ENTRIES 262144
 
 #define SL_DEFAULT_CONTROL_STALE_MS 2000
@@ -58,18 +62,25 @@ enum sl_proto_index {
 
 /* ---- policy: written by the CLI --------------------------------------- */
 
-/* sl_root[0]: which policy slot is live. */
-struct sl_root {
-	__u32 active_slot; /* 0 or 1; the data path reads nothing else here */
-	__u32 reserved;
-	__u64 epoch;       /* epoch of the live slot, for humans and tools */
-};
-
-/* pol_info[slot][0]: facts about the slot the data path needs up front. */
+/* What the data path must know about a slot before looking anything up. */
 enum sl_policy_flags {
 	SL_POL_SRC_V4 = 1 << 0, /* the IPv4 source trie has entries */
 	SL_POL_SRC_V6 = 1 << 1, /* the IPv6 source trie has entries */
 };
+
+/*
+ * sl_root[0]: which policy slot is live. The CLI first writes the flags of
+ * the slot it filled, then (a second update) flips active_slot, so a packet
+ * never pairs a slot with the other slot's flags.
+ */
+struct sl_root {
+	__u32 active_slot;   /* 0 or 1 */
+	__u32 slot_flags[SL_POLICY_SLOTS]; /* enum sl_policy_flags, per slot */
+	__u32 reserved;
+	__u64 epoch;         /* epoch of the live slot; 0: no policy yet */
+};
+
+/* pol_info[slot][0]: the rest of what a slot says about itself. */
 struct sl_policy_info {
 	__u64 epoch;            /* bumped by every policy change */
 	__u32 flags;            /* enum sl_policy_flags */
@@ -222,13 +233,12 @@ struct sl_attachment {
 	__u64 attached_at;    /* seconds since the epoch */
 };
 
-/* pol_limits[slot][sl_pair(service, tenant)]: rate overrides. */
-static inline __u32 sl_pair(__u32 service_id, __u32 tenant_id)
+/* The index of a (service, tenant) pair in every pair-indexed array:
+ * pol_limits (rate overrides; interval 0 = none), pair_buckets, pair_stats. */
+static inline __u32 sl_pair_index(__u32 service_id, __u32 tenant_id, __u32 max_tenants)
 {
-	return service_id << 16 | tenant_id;
+	return service_id * max_tenants + tenant_id;
 }
-static inline __u32 sl_pair_service(__u32 pair) { return pair >> 16; }
-static inline __u32 sl_pair_tenant(__u32 pair) { return pair & 0xffff; }
 
 /* ---- control: written by the controller (sluice run) ----------------- */
 
@@ -259,7 +269,7 @@ struct sl_control {
 
 /* ---- state: written by the BPF programs -------------------------------- */
 
-/* buckets[sl_pair(service, tenant)] and source_buckets: GCRA state. */
+/* pair_buckets[pair index] and source_buckets: GCRA state. */
 struct sl_bucket {
 	__u64 tat_ns; /* theoretical arrival time of the next unit */
 };
@@ -281,9 +291,13 @@ enum sl_reason {
 	SL_R__COUNT,
 };
 
-/* stats[sl_pair(service, tenant)], per CPU. */
+/* pair_stats[pair index], per CPU: what happened to the pair's work. */
 struct sl_counters {
-	__u64 verdict[SL_R__COUNT];    /* what happened */
+	__u64 verdict[SL_R__COUNT];
+};
+
+/* service_stats[service id], per CPU. */
+struct sl_service_counters {
 	__u64 would_shed[SL_R__COUNT]; /* dry run: what would have been shed, and why */
 };
 
@@ -301,7 +315,7 @@ enum sl_global_counter {
 	SL_G_DENIED,          /* dropped by a deny rule */
 	SL_G_RST_SENT,        /* refused SYNs answered with RST+ACK */
 	SL_G_RST_FAILED,      /* could not build the RST: dropped instead */
-	SL_G_STATS_FULL,      /* stats map full: a (service, tenant) pair went uncounted */
+	SL_G_OUT_OF_RANGE,    /* a (service, tenant) pair beyond the maps' geometry: passed */
 	SL_G_CONTROL_STALE,   /* packets that found control values too old, ignored them */
 	SL_G__COUNT,
 };
@@ -318,13 +332,14 @@ struct sl_deny_counters {
 /* ---- program configuration (read-only data, set before load) ---------- */
 
 struct sl_prog_config {
-	__u8 fake_clock; /* tests: read "now" from fake_clock[0] instead of the kernel */
-	__u8 reserved[7];
+	__u32 max_tenants; /* stride of the pair-indexed arrays */
+	__u8 fake_clock;   /* tests: read "now" from fake_clock[0] instead of the kernel */
+	__u8 reserved[3];
 };
 
 /* ---- layout checks ------------------------------------------------------ */
 
-SL_STATIC_ASSERT(sizeof(struct sl_root) == 16, "sl_root layout");
+SL_STATIC_ASSERT(sizeof(struct sl_root) == 24, "sl_root layout");
 SL_STATIC_ASSERT(sizeof(struct sl_policy_info) == 16, "sl_policy_info layout");
 SL_STATIC_ASSERT(sizeof(struct sl_port_entry) == 4, "sl_port_entry layout");
 SL_STATIC_ASSERT(sizeof(struct sl_addr_key) == 20, "sl_addr_key layout");
@@ -343,9 +358,12 @@ SL_STATIC_ASSERT(sizeof(struct sl_control_header) == 16, "sl_control_header layo
 SL_STATIC_ASSERT(sizeof(struct sl_control) == 32, "sl_control layout");
 SL_STATIC_ASSERT(sizeof(struct sl_bucket) == 8, "sl_bucket layout");
 SL_STATIC_ASSERT(sizeof(struct sl_source_key) == 20, "sl_source_key layout");
-SL_STATIC_ASSERT(sizeof(struct sl_counters) == 2 * 8 * SL_R__COUNT, "sl_counters layout");
+SL_STATIC_ASSERT(sizeof(struct sl_counters) == 8 * SL_R__COUNT, "sl_counters layout");
+SL_STATIC_ASSERT(sizeof(struct sl_service_counters) == 8 * SL_R__COUNT, "sl_service_counters layout");
+SL_STATIC_ASSERT(sizeof(struct sl_prog_config) == 8, "sl_prog_config layout");
 SL_STATIC_ASSERT(sizeof(struct sl_global_counters) == 8 * SL_G__COUNT, "sl_global_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_deny_counters) == 16, "sl_deny_counters layout");
-SL_STATIC_ASSERT(SL_MAX_SERVICES <= 0x10000 && SL_MAX_TENANTS <= 0x10000, "ids must fit sl_pair");
+SL_STATIC_ASSERT(SL_MAX_SERVICES <= 0x10000 && SL_MAX_TENANTS <= 0x10000, "ids fit 16 bits");
+SL_STATIC_ASSERT((__u64)SL_MAX_SERVICES * SL_MAX_TENANTS <= 0xffffffffull, "pair indexes fit 32 bits");
 
 #endif /* SLUICE_ABI_H */

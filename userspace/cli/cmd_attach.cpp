@@ -96,9 +96,7 @@ void status(const GlobalOptions& g, bool json) {
   }
   auto dp = open_maps(g);
   kernel::RunningPolicy running = kernel::PolicyStore(*dp).read();
-  std::vector<uint32_t> deny_ids;
-  for (const auto& [_, id] : running.ids.deny) deny_ids.push_back(id);
-  kernel::CounterSnapshot snap = kernel::read_counters(*dp, deny_ids);
+  kernel::CounterSnapshot snap = kernel::read_counters(*dp, running.ids);
 
   // The policy file: does it say what the kernel runs?
   std::string file_state;

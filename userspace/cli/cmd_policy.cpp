@@ -411,9 +411,7 @@ void add_deny_commands(CLI::App& app, GlobalOptions& g) {
   list->callback([&g] {
     auto dp = open_maps(g);
     kernel::RunningPolicy running = kernel::PolicyStore(*dp).read();
-    std::vector<uint32_t> ids;
-    for (const auto& [_, id] : running.ids.deny) ids.push_back(id);
-    kernel::CounterSnapshot snap = kernel::read_counters(*dp, ids);
+    kernel::CounterSnapshot snap = kernel::read_counters(*dp, running.ids);
     Json arr = Json::array();
     Table t({"PREFIX", ">PACKETS", ">BYTES"});
     for (const auto& c : running.policy.deny) {

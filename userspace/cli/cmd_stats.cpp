@@ -37,12 +37,22 @@ struct Names {
   }
 };
 
-sl_counters minus(const sl_counters& a, const sl_counters& b) {
-  sl_counters d{};
-  for (int r = 0; r < SL_R__COUNT; r++) {
-    d.verdict[r] = a.verdict[r] - b.verdict[r];
-    d.would_shed[r] = a.would_shed[r] - b.would_shed[r];
-  }
+// now - before, counter by counter: the rates of --watch.
+kernel::CounterSnapshot minus(const kernel::CounterSnapshot& now, const kernel::CounterSnapshot& before) {
+  kernel::CounterSnapshot d = now;
+  for (auto& pc : d.pairs)
+    for (const auto& old : before.pairs)
+      if (old.service_id == pc.service_id && old.tenant_id == pc.tenant_id)
+        for (int r = 0; r < SL_R__COUNT; r++) pc.counters.verdict[r] -= old.counters.verdict[r];
+  for (auto& [id, sc] : d.services)
+    if (auto it = before.services.find(id); it != before.services.end())
+      for (int r = 0; r < SL_R__COUNT; r++) sc.would_shed[r] -= it->second.would_shed[r];
+  for (int c = 0; c < SL_G__COUNT; c++) d.global.c[c] -= before.global.c[c];
+  for (auto& [id, n] : d.deny)
+    if (auto it = before.deny.find(id); it != before.deny.end()) {
+      n.packets -= it->second.packets;
+      n.bytes -= it->second.bytes;
+    }
   return d;
 }
 
@@ -57,16 +67,20 @@ Json snapshot_json(const kernel::CounterSnapshot& s, const Names& names, uint64_
     p["tenant"] = Names::lookup(names.tenants, pc.tenant_id);
     p["admitted"] = pc.counters.verdict[SL_R_ADMITTED];
     p["passed"] = pc.counters.verdict[SL_R_PASSED];
-    Json shed, would;
-    for (int r = SL_R_TENANT_LIMIT; r < SL_R__COUNT; r++) {
-      shed[kernel::reason_name(r)] = pc.counters.verdict[r];
-      would[kernel::reason_name(r)] = pc.counters.would_shed[r];
-    }
+    Json shed;
+    for (int r = SL_R_TENANT_LIMIT; r < SL_R__COUNT; r++) shed[kernel::reason_name(r)] = pc.counters.verdict[r];
     p["shed"] = shed;
-    p["would_shed"] = would;
     pairs.push_back(p);
   }
   j["pairs"] = pairs;
+  Json dry = Json::object();
+  for (const auto& [id, sc] : s.services) {
+    if (!names.dry_run.count(id)) continue;
+    Json would;
+    for (int r = SL_R_TENANT_LIMIT; r < SL_R__COUNT; r++) would[kernel::reason_name(r)] = sc.would_shed[r];
+    dry[Names::lookup(names.services, id)] = would;
+  }
+  j["dry_run_would_shed"] = dry;
   Json g;
   for (int c = 0; c < SL_G__COUNT; c++) g[kernel::global_counter_name(c)] = s.global.c[c];
   j["global"] = g;
@@ -78,21 +92,21 @@ Json snapshot_json(const kernel::CounterSnapshot& s, const Names& names, uint64_
 }
 
 // One table; `seconds` > 0 turns counts into rates.
-void print_table(const std::vector<kernel::PairCounters>& pairs, const sl_global_counters& global,
-                 const Names& names, double seconds) {
+void print_table(const kernel::CounterSnapshot& snap, const Names& names, double seconds) {
   auto num = [&](uint64_t n) { return seconds > 0 ? per_second(static_cast<double>(n) / seconds) : count(n); };
   Table t({"SERVICE", "TENANT", seconds > 0 ? ">ADMITTED/s" : ">ADMITTED", seconds > 0 ? ">PASSED/s" : ">PASSED",
            seconds > 0 ? ">SHED/s" : ">SHED", "WHY"});
-  for (const auto& pc : pairs) {
-    uint64_t shed = 0;
+  auto reasons = [&](const __u64 (&counts)[SL_R__COUNT], uint64_t* total) {
     std::string why;
-    bool dry = names.dry_run.count(pc.service_id) > 0;
     for (int r = SL_R_TENANT_LIMIT; r < SL_R__COUNT; r++) {
-      uint64_t n = dry ? pc.counters.would_shed[r] : pc.counters.verdict[r];
-      if (!dry) shed += n;
-      if (n) why += (why.empty() ? "" : ", ") + std::string(kernel::reason_name(r)) + " " + num(n);
+      if (total) *total += counts[r];
+      if (counts[r]) why += (why.empty() ? "" : ", ") + std::string(kernel::reason_name(r)) + " " + num(counts[r]);
     }
-    if (dry && !why.empty()) why = "dry run, would shed: " + why;
+    return why;
+  };
+  for (const auto& pc : snap.pairs) {
+    uint64_t shed = 0;
+    std::string why = reasons(pc.counters.verdict, &shed);
     t.add({Names::lookup(names.services, pc.service_id), Names::lookup(names.tenants, pc.tenant_id),
            num(pc.counters.verdict[SL_R_ADMITTED]), num(pc.counters.verdict[SL_R_PASSED]), num(shed),
            why.empty() ? "-" : why});
@@ -101,6 +115,13 @@ void print_table(const std::vector<kernel::PairCounters>& pairs, const sl_global
     std::cout << "no traffic to any service yet\n";
   else
     t.print(std::cout);
+  for (const auto& [id, sc] : snap.services)
+    if (names.dry_run.count(id)) {
+      std::string why = reasons(sc.would_shed, nullptr);
+      std::cout << Names::lookup(names.services, id) << " is in dry run: would have shed "
+                << (why.empty() ? "nothing" : why) << "\n";
+    }
+  const sl_global_counters& global = snap.global;
 
   uint64_t unparsed = global.c[SL_G_TRUNCATED] + global.c[SL_G_MALFORMED] + global.c[SL_G_HEADER_LIMIT];
   std::cout << "\npackets " << num(global.c[SL_G_PACKETS]) << ", not for a service " << num(global.c[SL_G_NOT_SERVICE])
@@ -132,9 +153,7 @@ void add_stats_command(CLI::App& app, GlobalOptions& g) {
 
     auto take = [&] {
       kernel::RunningPolicy running = kernel::PolicyStore(*dp).read();
-      std::vector<uint32_t> deny_ids;
-      for (const auto& [_, id] : running.ids.deny) deny_ids.push_back(id);
-      return std::make_pair(running, kernel::read_counters(*dp, deny_ids));
+      return std::make_pair(running, kernel::read_counters(*dp, running.ids));
     };
 
     auto [running, prev] = take();
@@ -143,7 +162,7 @@ void add_stats_command(CLI::App& app, GlobalOptions& g) {
       if (json)
         print_json(std::cout, snapshot_json(prev, names, running.epoch));
       else
-        print_table(prev.pairs, prev.global, names, 0);
+        print_table(prev, names, 0);
       return;
     }
 
@@ -162,18 +181,9 @@ void add_stats_command(CLI::App& app, GlobalOptions& g) {
         j["interval_s"] = seconds;
         std::cout << j.dump() << std::endl;
       } else {
-        std::vector<kernel::PairCounters> delta;
-        for (const auto& pc : now.pairs) {
-          kernel::PairCounters d = pc;
-          for (const auto& old : prev.pairs)
-            if (old.service_id == pc.service_id && old.tenant_id == pc.tenant_id) d.counters = minus(pc.counters, old.counters);
-          delta.push_back(d);
-        }
-        sl_global_counters g_delta{};
-        for (int c = 0; c < SL_G__COUNT; c++) g_delta.c[c] = now.global.c[c] - prev.global.c[c];
         if (tty) std::cout << "\033[H\033[2J";
         std::cout << "sluice stats, rates over the last " << per_second(seconds) << " s (Ctrl-C to stop)\n\n";
-        print_table(delta, g_delta, names, seconds);
+        print_table(minus(now, prev), names, seconds);
         std::cout << std::flush;
       }
       prev = now;

@@ -14,19 +14,29 @@ uint64_t monotonic_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-CounterSnapshot read_counters(const DataPath& dp, const std::vector<uint32_t>& deny_ids) {
+CounterSnapshot read_counters(const DataPath& dp, const policy::IdAssignment& ids) {
   CounterSnapshot snap;
   snap.taken_ns = monotonic_ns();
+  const uint32_t max_tenants = dp.sizes().max_tenants;
 
-  int stats_fd = dp.map_fd(dp.skel()->maps.stats);
-  for (uint32_t pair : map_keys<uint32_t>(stats_fd)) {
-    PairCounters pc{sl_pair_service(pair), sl_pair_tenant(pair), {}};
-    for (const sl_counters& cpu : percpu_lookup<uint32_t, sl_counters>(stats_fd, pair))
-      for (int r = 0; r < SL_R__COUNT; r++) {
-        pc.counters.verdict[r] += cpu.verdict[r];
-        pc.counters.would_shed[r] += cpu.would_shed[r];
-      }
-    snap.pairs.push_back(pc);
+  int pair_fd = dp.map_fd(dp.skel()->maps.pair_stats);
+  int service_fd = dp.map_fd(dp.skel()->maps.service_stats);
+  for (const auto& [_, service] : ids.services) {
+    for (const auto& [_, tenant] : ids.tenants) {
+      PairCounters pc{service, tenant, {}};
+      bool any = false;
+      for (const sl_counters& cpu :
+           percpu_lookup<uint32_t, sl_counters>(pair_fd, sl_pair_index(service, tenant, max_tenants)))
+        for (int r = 0; r < SL_R__COUNT; r++) {
+          pc.counters.verdict[r] += cpu.verdict[r];
+          any |= cpu.verdict[r] != 0;
+        }
+      if (any) snap.pairs.push_back(pc);
+    }
+    sl_service_counters sum{};
+    for (const sl_service_counters& cpu : percpu_lookup<uint32_t, sl_service_counters>(service_fd, service))
+      for (int r = 0; r < SL_R__COUNT; r++) sum.would_shed[r] += cpu.would_shed[r];
+    snap.services[service] = sum;
   }
 
   uint32_t zero = 0;
@@ -35,7 +45,7 @@ CounterSnapshot read_counters(const DataPath& dp, const std::vector<uint32_t>& d
     for (int c = 0; c < SL_G__COUNT; c++) snap.global.c[c] += cpu.c[c];
 
   int deny_fd = dp.map_fd(dp.skel()->maps.deny_stats);
-  for (uint32_t id : deny_ids) {
+  for (const auto& [_, id] : ids.deny) {
     sl_deny_counters sum{};
     for (const sl_deny_counters& cpu : percpu_lookup<uint32_t, sl_deny_counters>(deny_fd, id)) {
       sum.packets += cpu.packets;
@@ -56,7 +66,7 @@ const char* reason_name(int reason) {
 const char* global_counter_name(int counter) {
   static const char* const names[] = {
       "packets",     "not_ip",  "truncated", "malformed",  "header_limit", "fragment",    "other_l4",
-      "not_service", "no_policy", "denied",  "rst_sent",   "rst_failed",   "stats_full",  "control_stale"};
+      "not_service", "no_policy", "denied",  "rst_sent",   "rst_failed",   "out_of_range", "control_stale"};
   static_assert(std::size(names) == SL_G__COUNT, "a name for every global counter");
   return counter >= 0 && counter < SL_G__COUNT ? names[counter] : "unknown";
 }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernel/datapath.hpp"
+#include "policy/compile.hpp"
 #include "sluice/abi.h"
 
 namespace sluice::kernel {
@@ -18,13 +19,14 @@ struct PairCounters {
 
 struct CounterSnapshot {
   uint64_t taken_ns = 0;  // CLOCK_MONOTONIC
-  std::vector<PairCounters> pairs;
+  std::vector<PairCounters> pairs;                          // pairs that saw traffic
+  std::map<uint32_t, sl_service_counters> services;         // service id -> dry-run counters
   sl_global_counters global{};
   std::map<uint32_t, sl_deny_counters> deny;  // deny id -> counters (non-zero only)
 };
 
-// `deny_ids`: the deny rules to read (those of the running policy).
-CounterSnapshot read_counters(const DataPath& dp, const std::vector<uint32_t>& deny_ids);
+// Reads the counters of the running policy's services, tenants and deny rules.
+CounterSnapshot read_counters(const DataPath& dp, const policy::IdAssignment& ids);
 
 uint64_t monotonic_ns();
 

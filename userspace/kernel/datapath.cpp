@@ -23,7 +23,7 @@ std::string with_library_message(const std::string& what) {
 }  // namespace
 
 DataPath::DataPath(const DataPathOptions& options)
-    : pin_dir_(options.pin_dir), load_programs_(options.load_programs) {
+    : pin_dir_(options.pin_dir), load_programs_(options.load_programs), sizes_(options.sizes) {
   LIBBPF_OPTS(bpf_object_open_opts, open_opts);
   if (!pin_dir_.empty()) open_opts.pin_root_path = pin_dir_.c_str();
   clear_library_message();
@@ -32,16 +32,13 @@ DataPath::DataPath(const DataPathOptions& options)
 
   skel_->rodata->sl_config.fake_clock = options.fake_clock ? 1 : 0;
 
-  bpf_map__set_max_entries(skel_->maps.buckets, options.sizes.bucket_entries);
-  bpf_map__set_max_entries(skel_->maps.source_buckets, options.sizes.source_entries);
-  bpf_map__set_max_entries(skel_->maps.stats, options.sizes.stats_entries);
-
   if (pin_dir_.empty()) {
     bpf_map* map;
     bpf_object__for_each_map(map, skel_->obj) bpf_map__set_pin_path(map, nullptr);
   } else {
     adopt_pinned_sizes();
   }
+  apply_sizes();
 
   if (!load_programs_) {
     bpf_program* prog;
@@ -54,21 +51,39 @@ DataPath::DataPath(const DataPathOptions& options)
     inner_[i] = InnerMapSpec{bpf_map__type(inner), bpf_map__key_size(inner), bpf_map__value_size(inner),
                              bpf_map__max_entries(inner), bpf_map__map_flags(inner)};
   }
+  inner_[static_cast<int>(PolicyMap::Limits)].max_entries = static_cast<uint32_t>(sizes_.pairs());
 }
 
 DataPath::~DataPath() { sluice_bpf::destroy(skel_); }
 
 // Maps are created once; later loads (a new build, another interface) reuse
-// the pins, so their sizes win over whatever the caller asked for now.
+// the pins, so their sizes win over whatever the caller asked for now. The
+// pair geometry is read back from two maps: service_stats has one entry per
+// service id, pair_stats one per (service, tenant).
 void DataPath::adopt_pinned_sizes() {
-  for (bpf_map* map : {skel_->maps.buckets, skel_->maps.source_buckets, skel_->maps.stats}) {
-    std::string pin = pin_dir_ + "/" + bpf_map__name(map);
-    Fd fd(bpf_obj_get(pin.c_str()));
-    if (!fd) continue;
+  auto pinned_entries = [&](bpf_map* map) -> uint32_t {
+    Fd fd(bpf_obj_get((pin_dir_ + "/" + bpf_map__name(map)).c_str()));
     bpf_map_info info{};
     uint32_t len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0) bpf_map__set_max_entries(map, info.max_entries);
+    if (!fd || bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return 0;
+    return info.max_entries;
+  };
+  uint32_t services = pinned_entries(skel_->maps.service_stats);
+  uint32_t pairs = pinned_entries(skel_->maps.pair_stats);
+  if (services && pairs && pairs % services == 0) {
+    sizes_.max_services = services;
+    sizes_.max_tenants = pairs / services;
   }
+  if (uint32_t n = pinned_entries(skel_->maps.source_buckets)) sizes_.source_entries = n;
+}
+
+void DataPath::apply_sizes() {
+  uint32_t pairs = static_cast<uint32_t>(sizes_.pairs());
+  bpf_map__set_max_entries(skel_->maps.service_stats, sizes_.max_services);
+  bpf_map__set_max_entries(skel_->maps.pair_stats, pairs);
+  bpf_map__set_max_entries(skel_->maps.pair_buckets, pairs);
+  bpf_map__set_max_entries(skel_->maps.source_buckets, sizes_.source_entries);
+  skel_->rodata->sl_config.max_tenants = sizes_.max_tenants;
 }
 
 void DataPath::load() {

@@ -54,12 +54,17 @@ class DataPath {
   bpf_map* policy_outer(PolicyMap which) const;
   int xdp_prog_fd() const;
 
+  // The sizes the maps have (pinned maps keep the sizes they were made with).
+  const policy::MapSizes& sizes() const { return sizes_; }
+
  private:
   void adopt_pinned_sizes();
+  void apply_sizes();
 
   sluice_bpf* skel_ = nullptr;
   std::string pin_dir_;
   bool load_programs_;
+  policy::MapSizes sizes_;
   std::array<InnerMapSpec, static_cast<int>(PolicyMap::Count)> inner_{};
 };
 

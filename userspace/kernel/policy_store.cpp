@@ -60,7 +60,10 @@ policy::SlotContents PolicyStore::read_slot(uint32_t slot) const {
     c.services = named_entries<sl_service>(fd.get(), dp_.inner_spec(PolicyMap::Services).max_entries);
   if (Fd fd = inner(PolicyMap::Tenants))
     c.tenants = named_entries<sl_tenant>(fd.get(), dp_.inner_spec(PolicyMap::Tenants).max_entries);
-  if (Fd fd = inner(PolicyMap::Limits)) c.limits = map_entries<uint32_t, sl_rate>(fd.get());
+  if (Fd fd = inner(PolicyMap::Limits)) {
+    c.limits = array_entries<sl_rate>(fd.get(), dp_.inner_spec(PolicyMap::Limits).max_entries);
+    std::erase_if(c.limits, [](const auto& e) { return e.second.interval_ns == 0; });
+  }
   if (Fd fd = inner(PolicyMap::SvcAddr)) c.svc_addr = map_entries<sl_addr_key, uint32_t>(fd.get());
   if (Fd fd = inner(PolicyMap::SrcV4)) c.src_v4 = map_entries<sl_lpm_v4_key, sl_source_class>(fd.get());
   if (Fd fd = inner(PolicyMap::SrcV6)) c.src_v6 = map_entries<sl_lpm_v6_key, sl_source_class>(fd.get());
@@ -73,13 +76,11 @@ RunningPolicy PolicyStore::read() const {
   uint32_t zero = 0;
   auto root = map_lookup<uint32_t, sl_root>(dp_.map_fd(dp_.skel()->maps.sl_root), zero);
   r.active_slot = root ? root->active_slot & 1 : 0;
-  r.slot = read_slot(r.active_slot);
-  r.epoch = r.slot.info.epoch;
-  r.policy = policy::decompile(r.slot);
+  r.epoch = root ? root->epoch : 0;
+  if (r.epoch) r.slot = read_slot(r.active_slot);
+  r.policy = policy::decompile(r.slot, dp_.sizes().max_tenants);
   r.ids = policy::ids_of(r.slot);
-  r.policy.maps.bucket_entries = bpf_map__max_entries(dp_.skel()->maps.buckets);
-  r.policy.maps.source_entries = bpf_map__max_entries(dp_.skel()->maps.source_buckets);
-  r.policy.maps.stats_entries = bpf_map__max_entries(dp_.skel()->maps.stats);
+  r.policy.maps = dp_.sizes();
   return r;
 }
 
@@ -105,17 +106,27 @@ void PolicyStore::write_slot(uint32_t slot, const policy::SlotContents& c) {
 }
 
 uint64_t PolicyStore::apply(const policy::Policy& next) {
+  const policy::MapSizes& have = dp_.sizes();
+  if (next.services.size() >= have.max_services || next.tenants.size() >= have.max_tenants)
+    throw UsageError("the policy has " + std::to_string(next.services.size()) + " services and " +
+                     std::to_string(next.tenants.size()) + " tenants; the maps hold " +
+                     std::to_string(have.max_services - 1) + " and " + std::to_string(have.max_tenants - 1) +
+                     " (set max_services/max_tenants in [maps] and run 'sluice reset' to resize)");
   RunningPolicy now = read();
-  policy::Compiled compiled = policy::compile(next, now.ids, now.epoch + 1);
+  policy::Compiled compiled = policy::compile(next, now.ids, now.epoch + 1, have.max_tenants);
   uint32_t target = now.epoch == 0 ? 0 : now.active_slot ^ 1;
   write_slot(target, compiled.slot);
 
-  // The switch: one aligned 32-bit value is all a packet reads to pick a slot.
-  sl_root root{};
+  // The switch, in two writes: first the new slot's flags (no packet reads
+  // them yet), then active_slot, one aligned 32-bit store a packet reads once.
+  int root_fd = dp_.map_fd(dp_.skel()->maps.sl_root);
+  uint32_t zero = 0;
+  sl_root root = map_lookup<uint32_t, sl_root>(root_fd, zero).value_or(sl_root{});
+  root.slot_flags[target] = compiled.slot.info.flags;
+  map_update(root_fd, zero, root, "sl_root");
   root.active_slot = target;
   root.epoch = now.epoch + 1;
-  uint32_t zero = 0;
-  map_update(dp_.map_fd(dp_.skel()->maps.sl_root), zero, root, "sl_root");
+  map_update(root_fd, zero, root, "sl_root");
 
   clear_retired_state(now.ids, compiled.ids);
   return root.epoch;
@@ -126,25 +137,35 @@ uint64_t PolicyStore::apply(const policy::Policy& next) {
 // out again starts from nothing. After the flip no packet maps to these ids.
 void PolicyStore::clear_retired_state(const policy::IdAssignment& before, const policy::IdAssignment& after) {
   std::set<uint32_t> services, tenants, deny;
+  // An id is retired when the name that held it lets go of it, even if a
+  // new name takes it in the same change.
   auto retired = [](const auto& old_ids, const auto& new_ids, std::set<uint32_t>& out) {
-    std::set<uint32_t> kept;
-    for (const auto& [_, id] : new_ids) kept.insert(id);
-    for (const auto& [_, id] : old_ids)
-      if (!kept.count(id)) out.insert(id);
+    for (const auto& [name, id] : old_ids)
+      if (auto it = new_ids.find(name); it == new_ids.end() || it->second != id) out.insert(id);
   };
   retired(before.services, after.services, services);
   retired(before.tenants, after.tenants, tenants);
   retired(before.deny, after.deny, deny);
 
-  auto by_pair = [&](int fd) {
-    for (uint32_t pair : map_keys<uint32_t>(fd))
-      if (services.count(sl_pair_service(pair)) || tenants.count(sl_pair_tenant(pair))) bpf_map_delete_elem(fd, &pair);
-  };
-  if (!services.empty() || !tenants.empty()) {
-    by_pair(dp_.map_fd(dp_.skel()->maps.stats));
-    by_pair(dp_.map_fd(dp_.skel()->maps.buckets));
+  const uint32_t max_services = dp_.sizes().max_services, max_tenants = dp_.sizes().max_tenants;
+  std::set<uint32_t> pairs;
+  for (uint32_t s : services)
+    for (uint32_t t = 0; t < max_tenants; t++) pairs.insert(sl_pair_index(s, t, max_tenants));
+  for (uint32_t t : tenants)
+    for (uint32_t s = 0; s < max_services; s++) pairs.insert(sl_pair_index(s, t, max_tenants));
+
+  int buckets_fd = dp_.map_fd(dp_.skel()->maps.pair_buckets);
+  int pair_stats_fd = dp_.map_fd(dp_.skel()->maps.pair_stats);
+  std::vector<sl_counters> zero_counters(possible_cpus());
+  sl_bucket full{};  // TAT 0: a full bucket
+  for (uint32_t pair : pairs) {
+    bpf_map_update_elem(buckets_fd, &pair, &full, BPF_ANY);
+    bpf_map_update_elem(pair_stats_fd, &pair, zero_counters.data(), BPF_ANY);
   }
   if (!services.empty()) {
+    int service_stats_fd = dp_.map_fd(dp_.skel()->maps.service_stats);
+    std::vector<sl_service_counters> zero_service(possible_cpus());
+    for (uint32_t s : services) bpf_map_update_elem(service_stats_fd, &s, zero_service.data(), BPF_ANY);
     int fd = dp_.map_fd(dp_.skel()->maps.source_buckets);
     for (const auto& key : map_keys<sl_source_key>(fd))
       if (services.count(key.service_id)) bpf_map_delete_elem(fd, &key);

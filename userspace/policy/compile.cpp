@@ -143,7 +143,7 @@ std::map<Cidr, sl_source_class> merge_sources(const std::map<Cidr, uint32_t>& te
 
 }  // namespace
 
-Compiled compile(const Policy& p, const IdAssignment& previous, uint64_t epoch) {
+Compiled compile(const Policy& p, const IdAssignment& previous, uint64_t epoch, uint32_t max_tenants) {
   Compiled out;
   IdAssignment& ids = out.ids;
   SlotContents& slot = out.slot;
@@ -195,7 +195,7 @@ Compiled compile(const Policy& p, const IdAssignment& previous, uint64_t epoch) 
   }
 
   for (const auto& l : p.limits)
-    slot.limits.emplace_back(sl_pair(ids.services.at(l.service), ids.tenants.at(l.tenant)),
+    slot.limits.emplace_back(sl_pair_index(ids.services.at(l.service), ids.tenants.at(l.tenant), max_tenants),
                              to_kernel(l.rate, l.burst));
 
   // Source tries, one per family.
@@ -238,7 +238,7 @@ IdAssignment ids_of(const SlotContents& slot) {
   return ids;
 }
 
-Policy decompile(const SlotContents& slot) {
+Policy decompile(const SlotContents& slot, uint32_t max_tenants) {
   Policy p;
   p.control_stale_ms = slot.info.control_stale_ms ? slot.info.control_stale_ms : SL_DEFAULT_CONTROL_STALE_MS;
   std::map<uint32_t, std::string> service_name, tenant_name;
@@ -268,8 +268,9 @@ Policy decompile(const SlotContents& slot) {
     note_source(Cidr{a, int(key.prefixlen)}, c);
   }
   for (const auto& [pair, rate] : slot.limits) {
-    auto s = service_name.find(sl_pair_service(pair));
-    auto t = tenant_name.find(sl_pair_tenant(pair));
+    if (!rate.interval_ns) continue;  // the array holds every pair; most have no override
+    auto s = service_name.find(pair / max_tenants);
+    auto t = tenant_name.find(pair % max_tenants);
     if (s == service_name.end() || t == tenant_name.end()) continue;
     p.limits.push_back(Limit{s->second, t->second, rate_of(rate), rate.burst});
   }

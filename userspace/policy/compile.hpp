@@ -31,7 +31,7 @@ struct SlotContents {
   std::vector<std::pair<sl_addr_key, uint32_t>> svc_addr;
   std::vector<std::pair<uint32_t, sl_service>> services;
   std::vector<std::pair<uint32_t, sl_tenant>> tenants;
-  std::vector<std::pair<uint32_t, sl_rate>> limits;
+  std::vector<std::pair<uint32_t, sl_rate>> limits;  // by pair index
   std::vector<std::pair<sl_lpm_v4_key, sl_source_class>> src_v4;
   std::vector<std::pair<sl_lpm_v6_key, sl_source_class>> src_v6;
 };
@@ -42,11 +42,12 @@ struct Compiled {
 };
 
 // `policy` must be valid. Names present in `previous` keep their ids.
-Compiled compile(const Policy& policy, const IdAssignment& previous, uint64_t epoch);
+// `max_tenants` is the stride of the pair-indexed arrays of the live maps.
+Compiled compile(const Policy& policy, const IdAssignment& previous, uint64_t epoch, uint32_t max_tenants);
 
 // The policy a slot holds, and the ids it uses. Map sizes are not part of a
 // slot; the caller fills policy.maps from the live maps.
-Policy decompile(const SlotContents& slot);
+Policy decompile(const SlotContents& slot, uint32_t max_tenants);
 IdAssignment ids_of(const SlotContents& slot);
 
 // The port-table index of a (protocol, port).

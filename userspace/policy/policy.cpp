@@ -119,9 +119,21 @@ void validate_service(const Service& s) {
 }  // namespace
 
 void validate(const Policy& p) {
+  // Map sizes first: they bound how many services and tenants fit.
+  check_range("maps", "", "max_services", p.maps.max_services, 2, SL_MAX_SERVICES);
+  check_range("maps", "", "max_tenants", p.maps.max_tenants, 1, SL_MAX_TENANTS);
+  if (p.maps.pairs() > (1u << 24))
+    throw PolicyError("maps", "", "max_tenants",
+                      "max_services x max_tenants may be at most 16777216 (per-pair state is preallocated)");
+  check_range("maps", "", "source_entries", p.maps.source_entries, 1024, 1u << 24);
+  check_range("maps", "", "flow_entries", p.maps.flow_entries, 1024, 1u << 24);
+  check_range("control", "", "stale_ms", p.control_stale_ms, 100, 60'000);
+
   // Services: unique names and unique (proto, port, address).
-  if (p.services.size() >= SL_MAX_SERVICES)
-    throw PolicyError("service", "", "", "at most " + std::to_string(SL_MAX_SERVICES - 1) + " services");
+  if (p.services.size() >= p.maps.max_services)
+    throw PolicyError("service", "", "",
+                      "at most " + std::to_string(p.maps.max_services - 1) +
+                          " services fit the maps (max_services in [maps]; resizing needs 'sluice reset')");
   std::set<std::string> names;
   std::map<std::tuple<Proto, uint16_t, std::optional<IpAddr>>, std::string> endpoints;
   for (const auto& s : p.services) {
@@ -158,12 +170,12 @@ void validate(const Policy& p) {
     }
   }
   size_t named_tenants = p.tenants.size() - (p.find_tenant(kDefaultTenant) ? 1 : 0);
-  if (named_tenants >= SL_MAX_TENANTS)
-    throw PolicyError("tenant", "", "", "at most " + std::to_string(SL_MAX_TENANTS - 1) + " tenants");
+  if (named_tenants >= p.maps.max_tenants)
+    throw PolicyError("tenant", "", "",
+                      "at most " + std::to_string(p.maps.max_tenants - 1) +
+                          " tenants fit the maps (max_tenants in [maps]; resizing needs 'sluice reset')");
 
   // Limits: refer to things that exist, once per pair.
-  if (p.limits.size() > SL_MAX_TENANT_LIMITS)
-    throw PolicyError("limit", "", "", "at most " + std::to_string(SL_MAX_TENANT_LIMITS) + " limits");
   std::set<std::pair<std::string, std::string>> pairs;
   for (const auto& l : p.limits) {
     std::string item = l.service + "/" + l.tenant;
@@ -188,13 +200,6 @@ void validate(const Policy& p) {
     throw PolicyError("tenant", "", "prefixes",
                       "at most " + std::to_string(SL_MAX_SRC_PREFIXES) +
                           " tenant and deny prefixes per address family");
-
-  // Map sizes and the control bound.
-  check_range("maps", "", "bucket_entries", p.maps.bucket_entries, 1024, 1u << 24);
-  check_range("maps", "", "source_entries", p.maps.source_entries, 1024, 1u << 24);
-  check_range("maps", "", "stats_entries", p.maps.stats_entries, 1024, 1u << 24);
-  check_range("maps", "", "flow_entries", p.maps.flow_entries, 1024, 1u << 24);
-  check_range("control", "", "stale_ms", p.control_stale_ms, 100, 60'000);
 }
 
 void normalize(Policy& p) {

@@ -84,11 +84,14 @@ struct Limit {
 };
 
 // Sizes of the state maps; fixed when the maps are first created.
+// Per-(service, tenant) state is kept for max_services x max_tenants pairs.
 struct MapSizes {
-  uint32_t bucket_entries = SL_DEFAULT_BUCKET_ENTRIES;
+  uint32_t max_services = SL_DEFAULT_MAX_SERVICES;  // service ids stay below this
+  uint32_t max_tenants = SL_DEFAULT_MAX_TENANTS;    // tenant ids stay below this
   uint32_t source_entries = SL_DEFAULT_SOURCE_ENTRIES;
-  uint32_t stats_entries = SL_DEFAULT_STATS_ENTRIES;
   uint32_t flow_entries = SL_DEFAULT_FLOW_ENTRIES;
+
+  uint64_t pairs() const { return uint64_t{max_services} * max_tenants; }
 
   bool operator==(const MapSizes&) const = default;
 };

@@ -259,9 +259,9 @@ Policy parse_policy(std::string_view text, const std::string& source) {
       lines.note("maps", "", key, r.line(key));
       if (auto v = r.integer(key, 0, UINT32_MAX)) out = static_cast<uint32_t>(*v);
     };
-    u32("bucket_entries", p.maps.bucket_entries);
+    u32("max_services", p.maps.max_services);
+    u32("max_tenants", p.maps.max_tenants);
     u32("source_entries", p.maps.source_entries);
-    u32("stats_entries", p.maps.stats_entries);
     u32("flow_entries", p.maps.flow_entries);
     r.refuse_unknown();
   }
@@ -316,9 +316,9 @@ std::string to_toml(const Policy& policy) {
 
   if (p.maps != defaults.maps) {
     out << "\n[maps]\n";
-    out << "bucket_entries = " << p.maps.bucket_entries << "\n";
+    out << "max_services = " << p.maps.max_services << "\n";
+    out << "max_tenants = " << p.maps.max_tenants << "\n";
     out << "source_entries = " << p.maps.source_entries << "\n";
-    out << "stats_entries = " << p.maps.stats_entries << "\n";
     out << "flow_entries = " << p.maps.flow_entries << "\n";
   }
 

@@ -1,0 +1,35 @@
+// `make bench`: shared pieces of the benchmark binary. Every measurement is
+// a ratio against a baseline measured in the same run; results go to a JSON
+// report that tools/bench.sh turns into docs/benchmarks.md.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace sluice::bench {
+
+using Json = nlohmann::ordered_json;
+
+struct Options {
+  bool quick = false;       // bounded run for regular use
+  std::string build_dir;    // where the tools and skeletons were built
+  std::string out_dir;      // where results and plots go
+};
+
+class Report {
+ public:
+  Json& section(const std::string& name) { return root_[name]; }
+  Json& root() { return root_; }
+
+ private:
+  Json root_ = Json::object();
+};
+
+double median(std::vector<double> v);
+void progress(const std::string& line);  // one line on stderr
+
+// The benchmarks.
+void packet_cost(Report& report, const Options& opt);
+
+}  // namespace sluice::bench

@@ -1,0 +1,68 @@
+// sluice_bench: runs the benchmarks and writes a JSON report.
+//   sluice_bench [--quick] [--only NAME,...] --out DIR --build DIR
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "bench.hpp"
+#include "kernel/log.hpp"
+
+namespace sluice::bench {
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+void progress(const std::string& line) { std::cerr << "bench: " << line << std::endl; }
+
+}  // namespace sluice::bench
+
+int main(int argc, char** argv) {
+  using namespace sluice::bench;
+  Options opt;
+  std::string only;
+  CLI::App app("sluice benchmarks: each result is a ratio against a baseline measured in the same run.", "sluice_bench");
+  app.add_flag("--quick", opt.quick, "Bounded run (under 3 minutes in all).");
+  app.add_option("--only", only, "Comma-separated benchmarks to run (default: all).");
+  app.add_option("--out", opt.out_dir, "Directory for results.json")->required();
+  app.add_option("--build", opt.build_dir, "Build directory (tools, BPF objects)")->required();
+  CLI11_PARSE(app, argc, argv);
+  sluice::kernel::capture_library_logs(false);
+
+  std::map<std::string, void (*)(Report&, const Options&)> all = {{"packet_cost", packet_cost}};
+  std::vector<std::string> chosen;
+  if (only.empty()) {
+    for (const auto& [name, _] : all) chosen.push_back(name);
+  } else {
+    std::stringstream ss(only);
+    for (std::string name; std::getline(ss, name, ',');) {
+      if (!all.count(name)) {
+        std::cerr << "sluice_bench: unknown benchmark '" << name << "'\n";
+        return 2;
+      }
+      chosen.push_back(name);
+    }
+  }
+
+  Report report;
+  int failures = 0;
+  for (const auto& name : chosen) {
+    progress("running " + name);
+    try {
+      all[name](report, opt);
+    } catch (const std::exception& e) {
+      report.section(name)["error"] = e.what();
+      std::cerr << "sluice_bench: " << name << " failed: " << e.what() << "\n";
+      failures++;
+    }
+  }
+  std::ofstream out(opt.out_dir + "/results.json");
+  out << report.root().dump(2) << "\n";
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,136 @@
+// Per-packet cost of the XDP data path through BPF_PROG_TEST_RUN, against a
+// bare XDP_DROP program measured in the same run. Rounds are interleaved
+// (every case once per round) and the median of the rounds is reported, so
+// machine noise hits all cases alike.
+#include "bench.hpp"
+
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+
+#include <algorithm>
+#include <functional>
+#include <iostream>
+
+#include "../tests/lib/packet.hpp"
+#include "../tests/lib/xdp_tester.hpp"
+#include "baseline.skel.h"
+#include "policy/rate.hpp"
+
+namespace sluice::bench {
+
+namespace {
+
+using test::PacketBuilder;
+namespace tcp_flag = test::tcp_flag;
+
+// Average ns per run of `prog_fd` on `frame`, over `repeat` runs in the kernel.
+double ns_per_packet(int prog_fd, const test::Bytes& frame, uint32_t repeat) {
+  test::Bytes out(frame.size() + 256);
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = out.data(),
+              .data_size_in = static_cast<uint32_t>(frame.size()),
+              .data_size_out = static_cast<uint32_t>(out.size()), .repeat = repeat);
+  if (bpf_prog_test_run_opts(prog_fd, &opts) != 0) throw std::runtime_error("BPF_PROG_TEST_RUN failed");
+  return static_cast<double>(opts.duration);
+}
+
+policy::Service service(const char* name, uint16_t port, policy::Rate rate, uint32_t burst) {
+  policy::Service s;
+  s.name = name;
+  s.port = port;
+  s.rate = rate;
+  s.burst = burst;
+  return s;
+}
+
+// A policy shaped like a real one: tenants (so the source trie is walked),
+// deny rules, and the service under test.
+policy::Policy realistic(policy::Service web) {
+  policy::Policy p;
+  p.services.push_back(web);
+  p.services.push_back(service("other", 8080, {100, 1}, 100));
+  for (int i = 0; i < 50; i++)
+    p.tenants.push_back({"t" + std::to_string(i), {policy::Cidr::parse("198.19." + std::to_string(i) + ".0/24")}, 1});
+  p.tenants.push_back({"clients", {policy::Cidr::parse("198.18.0.0/16")}, 1});
+  for (int i = 0; i < 20; i++) p.deny.push_back(policy::Cidr::parse("203.0.113." + std::to_string(i * 8) + "/29"));
+  return p;
+}
+
+}  // namespace
+
+void packet_cost(Report& report, const Options& opt) {
+  const uint32_t repeat = opt.quick ? 1'000'000 : 2'000'000;
+  const int rounds = opt.quick ? 5 : 9;
+
+  baseline_bpf* base = baseline_bpf::open_and_load();
+  if (!base) throw std::runtime_error("cannot load the baseline programs");
+  int drop_fd = bpf_program__fd(base->progs.xdp_drop);
+
+  // Admitted: an unlimited-in-practice bucket (10^9/s), real clock.
+  policy::Service admit_web = service("web", 80, {1'000'000'000, 1}, 1'000'000'000);
+  test::XdpTester admitted_min(policy::Policy{{admit_web}}, false);
+  test::XdpTester admitted_full(realistic(admit_web), false);
+  policy::Service per_source = admit_web;
+  per_source.per_source = {1'000'000'000, 1};
+  per_source.per_source_burst = 1'000'000'000;
+  test::XdpTester admitted_source(realistic(per_source), false);
+
+  // Shed: one token an hour, long gone after the first packet.
+  policy::Service shed_web = service("web", 80, {1, 3600}, 1);
+  test::XdpTester shed_min(policy::Policy{{shed_web}}, false);
+  test::XdpTester shed_full(realistic(shed_web), false);
+
+  test::Bytes syn = PacketBuilder().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 80).flags(tcp_flag::SYN).build();
+  test::Bytes ack = PacketBuilder().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 80).flags(tcp_flag::ACK).build();
+  test::Bytes other = PacketBuilder().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 443).flags(tcp_flag::SYN).build();
+  test::Bytes denied = PacketBuilder().ipv4("203.0.113.9", "198.18.0.2").tcp(40000, 80).flags(tcp_flag::SYN).build();
+
+  struct Case {
+    std::string name, what;
+    std::function<double()> run;
+  };
+  std::vector<Case> cases = {
+      {"bare_xdp_drop", "baseline: a program that only returns XDP_DROP", [&] { return ns_per_packet(drop_fd, syn, repeat); }},
+      {"admitted_min", "SYN admitted, one service, no tenants",
+       [&] { return ns_per_packet(admitted_min.datapath().xdp_prog_fd(), syn, repeat); }},
+      {"admitted", "SYN admitted, 51 tenants + 20 deny rules (source trie walked)",
+       [&] { return ns_per_packet(admitted_full.datapath().xdp_prog_fd(), syn, repeat); }},
+      {"admitted_per_source", "as admitted, plus a per-source bucket",
+       [&] { return ns_per_packet(admitted_source.datapath().xdp_prog_fd(), syn, repeat); }},
+      {"established", "ACK of an admitted connection (not charged)",
+       [&] { return ns_per_packet(admitted_full.datapath().xdp_prog_fd(), ack, repeat); }},
+      {"not_service", "SYN to a port no service uses",
+       [&] { return ns_per_packet(admitted_full.datapath().xdp_prog_fd(), other, repeat); }},
+      {"shed_min", "SYN over the limit, dropped, one service",
+       [&] { return ns_per_packet(shed_min.datapath().xdp_prog_fd(), syn, repeat); }},
+      {"shed", "SYN over the limit, dropped, 51 tenants + 20 deny rules",
+       [&] { return ns_per_packet(shed_full.datapath().xdp_prog_fd(), syn, repeat); }},
+      {"denied", "SYN from a denied prefix",
+       [&] { return ns_per_packet(shed_full.datapath().xdp_prog_fd(), denied, repeat); }},
+  };
+
+  std::vector<std::vector<double>> samples(cases.size());
+  for (int r = 0; r < rounds; r++) {
+    for (size_t c = 0; c < cases.size(); c++) samples[c].push_back(cases[c].run());
+    progress("packet cost: round " + std::to_string(r + 1) + "/" + std::to_string(rounds));
+  }
+  baseline_bpf::destroy(base);
+
+  double bare = median(samples[0]);
+  Json& out = report.section("packet_cost");
+  out["method"] = "BPF_PROG_TEST_RUN, repeat " + std::to_string(repeat) + ", " + std::to_string(rounds) +
+                  " interleaved rounds, median ns per packet; ratio = case / bare_xdp_drop";
+  Json rows = Json::array();
+  for (size_t c = 0; c < cases.size(); c++) {
+    double ns = median(samples[c]);
+    rows.push_back({{"case", cases[c].name}, {"what", cases[c].what}, {"ns", ns}, {"ratio", ns / bare},
+                    {"samples", samples[c]}});
+  }
+  out["rows"] = rows;
+  double admitted = median(samples[2]), shed = median(samples[7]);
+  out["targets"] = {
+      {{"what", "admitted <= 2.5x bare drop"}, {"ratio", admitted / bare}, {"met", admitted / bare <= 2.5}},
+      {{"what", "shed <= 2.0x bare drop"}, {"ratio", shed / bare}, {"met", shed / bare <= 2.0}},
+  };
+}
+
+}  // namespace sluice::bench

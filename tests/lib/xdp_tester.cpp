@@ -1,0 +1,78 @@
+#include "xdp_tester.hpp"
+
+#include <bpf/bpf.h>
+
+#include <stdexcept>
+
+#include "core/error.hpp"
+#include "kernel/map.hpp"
+#include "sluice.skel.h"
+
+namespace sluice::test {
+
+XdpTester::XdpTester(const policy::Policy& policy, bool fake_clock) {
+  kernel::DataPathOptions options;
+  options.fake_clock = fake_clock;
+  dp_ = std::make_unique<kernel::DataPath>(options);
+  dp_->load();
+  set_policy(policy);
+}
+
+void XdpTester::set_policy(const policy::Policy& policy) {
+  policy::Policy p = policy;
+  policy::validate(p);
+  policy::normalize(p);
+  kernel::PolicyStore(*dp_).apply(p);
+}
+
+void XdpTester::set_now(uint64_t ns) {
+  uint32_t zero = 0;
+  kernel::map_update(dp_->map_fd(dp_->skel()->maps.fake_clock), zero, ns, "fake_clock");
+}
+
+XdpResult XdpTester::run(const std::vector<uint8_t>& frame, uint32_t repeat) {
+  XdpResult r;
+  r.packet.resize(frame.size() + 256);
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = r.packet.data(),
+              .data_size_in = static_cast<uint32_t>(frame.size()),
+              .data_size_out = static_cast<uint32_t>(r.packet.size()), .repeat = repeat);
+  int err = bpf_prog_test_run_opts(dp_->xdp_prog_fd(), &opts);
+  if (err) throw SystemError("BPF_PROG_TEST_RUN", -err);
+  r.action = static_cast<int>(opts.retval);
+  r.packet.resize(opts.data_size_out);
+  r.duration_ns = opts.duration;
+  return r;
+}
+
+kernel::RunningPolicy XdpTester::running() const { return kernel::PolicyStore(*dp_).read(); }
+
+kernel::CounterSnapshot XdpTester::counters() const { return kernel::read_counters(*dp_, running().ids); }
+
+sl_counters XdpTester::pair(const std::string& service, const std::string& tenant) const {
+  kernel::RunningPolicy r = running();
+  auto s = r.ids.services.find(service);
+  auto t = r.ids.tenants.find(tenant);
+  if (s == r.ids.services.end() || t == r.ids.tenants.end())
+    throw std::invalid_argument("no service '" + service + "' or tenant '" + tenant + "'");
+  for (const auto& pc : counters().pairs)
+    if (pc.service_id == s->second && pc.tenant_id == t->second) return pc.counters;
+  return sl_counters{};
+}
+
+sl_service_counters XdpTester::would_shed(const std::string& service) const {
+  uint32_t id = running().ids.services.at(service);
+  return counters().services.at(id);
+}
+
+uint64_t XdpTester::global(sl_global_counter which) const { return counters().global.c[which]; }
+
+uint64_t XdpTester::deny_packets(const std::string& prefix) const {
+  kernel::RunningPolicy r = running();
+  auto it = r.ids.deny.find(policy::Cidr::parse(prefix));
+  if (it == r.ids.deny.end()) throw std::invalid_argument("no deny rule " + prefix);
+  auto snap = counters();
+  auto d = snap.deny.find(it->second);
+  return d == snap.deny.end() ? 0 : d->second.packets;
+}
+
+}  // namespace sluice::test
