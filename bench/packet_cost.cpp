@@ -28,7 +28,7 @@ double ns_per_packet(int prog_fd, const test::Bytes& frame, uint32_t repeat) {
   test::Bytes out(frame.size() + 256);
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = out.data(),
               .data_size_in = static_cast<uint32_t>(frame.size()),
-              .data_size_out = static_cast<uint32_t>(out.size()), .repeat = repeat);
+              .data_size_out = static_cast<uint32_t>(out.size()), .repeat = static_cast<int>(repeat));
   if (bpf_prog_test_run_opts(prog_fd, &opts) != 0) throw std::runtime_error("BPF_PROG_TEST_RUN failed");
   return static_cast<double>(opts.duration);
 }
@@ -67,7 +67,9 @@ void packet_cost(Report& report, const Options& opt) {
 
   // Admitted: an unlimited-in-practice bucket (10^9/s), real clock.
   policy::Service admit_web = service("web", 80, {1'000'000'000, 1}, 1'000'000'000);
-  test::XdpTester admitted_min(policy::Policy{{admit_web}}, false);
+  policy::Policy one_service;
+  one_service.services = {admit_web};
+  test::XdpTester admitted_min(one_service, false);
   test::XdpTester admitted_full(realistic(admit_web), false);
   policy::Service per_source = admit_web;
   per_source.per_source = {1'000'000'000, 1};
@@ -76,7 +78,9 @@ void packet_cost(Report& report, const Options& opt) {
 
   // Shed: one token an hour, long gone after the first packet.
   policy::Service shed_web = service("web", 80, {1, 3600}, 1);
-  test::XdpTester shed_min(policy::Policy{{shed_web}}, false);
+  policy::Policy one_shed_service;
+  one_shed_service.services = {shed_web};
+  test::XdpTester shed_min(one_shed_service, false);
   test::XdpTester shed_full(realistic(shed_web), false);
 
   test::Bytes syn = PacketBuilder().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 80).flags(tcp_flag::SYN).build();

@@ -90,6 +90,16 @@ struct pol_limits_inner {
 };
 POLICY_MAP(pol_limits, struct pol_limits_inner);
 
+struct pol_src4_table_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_SRC4_TABLE_SIZE);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+};
+POLICY_MAP(pol_src4_table, struct pol_src4_table_inner);
+
+/* The tries are the record of source prefixes (read back by `sluice
+ * export`); the data path reads the IPv4 table and the IPv6 trie. */
 struct pol_src_v4_inner {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, SL_MAX_SRC_PREFIXES);

@@ -39,6 +39,7 @@ struct packet {
 	__u8 family;        /* 4 or 6 */
 	__u8 l4proto;       /* IPPROTO_*; meaningless when fragment is set */
 	__u8 fragment;      /* a non-first fragment: no ports to read */
+	__u8 fragmented;    /* any fragment, first included: the L4 payload is incomplete */
 	__u8 tcp_flags;     /* byte 13 of the TCP header */
 	__u16 sport, dport; /* host byte order */
 	__u32 tcp_seq;      /* host byte order */
@@ -97,6 +98,7 @@ static __always_inline int parse_ipv4(void *data, void *data_end, __u32 off, str
 	pkt->l4_off = off + hdr_len;
 	pkt->l4_len = tot_len - hdr_len;
 	pkt->fragment = (bpf_ntohs(ip->frag_off) & 0x1fff) != 0;
+	pkt->fragmented = (bpf_ntohs(ip->frag_off) & 0x3fff) != 0; /* MF or an offset */
 	map_v4(pkt->saddr, ip->saddr);
 	map_v4(pkt->daddr, ip->daddr);
 	return PARSE_OK;
@@ -112,7 +114,7 @@ static __always_inline int parse_ipv6(void *data, void *data_end, __u32 off, str
 		return PARSE_MALFORMED;
 	__u32 payload_len = bpf_ntohs(ip6->payload_len);
 	if (data + off + sizeof(*ip6) + payload_len > data_end)
-		return PARSE_TRUNCATED; /* jumbograms (payload_len 0) land here too */
+		return PARSE_TRUNCATED;
 
 	pkt->family = 6;
 	pkt->l3_off = off;
@@ -136,6 +138,7 @@ static __always_inline int parse_ipv6(void *data, void *data_end, __u32 off, str
 			struct ipv6_frag_hdr *frag = (void *)hdr;
 			if (bpf_ntohs(frag->frag_off) & ~7)
 				pkt->fragment = 1; /* non-first: the L4 header is elsewhere */
+			pkt->fragmented = 1;
 			len = 8;
 		} else if (nexthdr == IPPROTO_AH) {
 			len = (hdr[1] + 2) * 4;

@@ -20,9 +20,6 @@
 
 const volatile struct sl_prog_config sl_config = {};
 
-/* libbpf fills this from the kernel config at load; 0 when it cannot. */
-extern unsigned long CONFIG_HZ __kconfig __weak;
-
 /* The policy slot this packet is judged by, read once per packet. */
 struct policy_view {
 	__u32 slot;
@@ -48,8 +45,8 @@ static __always_inline __u64 bucket_clock(void)
 		__u64 *now = bpf_map_lookup_elem(&fake_clock, &zero);
 		return now ? *now : 0;
 	}
-	if (CONFIG_HZ)
-		return bpf_jiffies64() * (1000000000ull / CONFIG_HZ);
+	if (sl_config.ns_per_tick)
+		return bpf_jiffies64() * sl_config.ns_per_tick;
 	return bpf_ktime_get_ns();
 }
 
@@ -69,12 +66,27 @@ static __always_inline struct sl_source_class classify_source(const struct polic
 	if (pkt->family == 4) {
 		if (!(pv->flags & SL_POL_SRC_V4))
 			return none;
-		void *trie = slot_map(&pol_src_v4, pv->slot);
-		if (!trie)
+		void *table = slot_map(&pol_src4_table, pv->slot);
+		if (!table)
 			return none;
-		struct sl_lpm_v4_key key = { .prefixlen = 32 };
-		__builtin_memcpy(key.addr, pkt->saddr + 12, 4);
-		cls = bpf_map_lookup_elem(trie, &key);
+		/* Down the /16, /24, /32 levels until an entry holds a class. */
+		__u32 addr = (__u32)pkt->saddr[12] << 24 | (__u32)pkt->saddr[13] << 16 |
+			     (__u32)pkt->saddr[14] << 8 | pkt->saddr[15];
+		__u32 index = addr >> 16;
+		__u32 *entry = bpf_map_lookup_elem(table, &index);
+		if (entry && (*entry & SL_SRC4_NEXT)) {
+			index = (*entry & ~SL_SRC4_NEXT) + ((addr >> 8) & 0xff);
+			entry = bpf_map_lookup_elem(table, &index);
+		}
+		if (entry && (*entry & SL_SRC4_NEXT)) {
+			index = (*entry & ~SL_SRC4_NEXT) + (addr & 0xff);
+			entry = bpf_map_lookup_elem(table, &index);
+		}
+		if (!entry || (*entry & SL_SRC4_NEXT))
+			return none;
+		struct sl_source_class found = { .tenant_id = sl_src4_tenant(*entry),
+						 .deny_id = sl_src4_deny(*entry) };
+		return found;
 	} else {
 		if (!(pv->flags & SL_POL_SRC_V6))
 			return none;
@@ -184,15 +196,19 @@ static __always_inline enum sl_reason admit_static(const struct policy_view *pv,
 	return SL_R_ADMITTED;
 }
 
+/* A plain SYN opens a connection. SYN+FIN and SYN+RST open nothing (the
+ * stack discards them): they pass uncharged and are never answered. */
 static __always_inline int is_new_connection(const struct packet *pkt)
 {
-	return (pkt->tcp_flags & (TCP_FL_SYN | TCP_FL_ACK)) == TCP_FL_SYN;
+	return (pkt->tcp_flags & (TCP_FL_SYN | TCP_FL_ACK | TCP_FL_RST | TCP_FL_FIN)) == TCP_FL_SYN;
 }
 
 static __always_inline int reject(struct xdp_md *ctx, const struct sl_service *svc,
 				  const struct packet *pkt, struct sl_global_counters *g)
 {
-	if (svc->reject == SL_REJECT_RST && pkt->l4proto == IPPROTO_TCP) {
+	/* A fragmented SYN's length is unknown here, so its RST could not carry
+	 * the right ACK: such a SYN is dropped instead. */
+	if (svc->reject == SL_REJECT_RST && pkt->l4proto == IPPROTO_TCP && !pkt->fragmented) {
 		if (build_rst(ctx, pkt) == 0) {
 			count(g, SL_G_RST_SENT);
 			return XDP_TX;

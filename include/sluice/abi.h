@@ -186,6 +186,23 @@ struct sl_tenant {
 };
 
 /*
+ * pol_src4_table[slot]: IPv4 source classes as a three-level array (the
+ * "DIR-16-8-8" layout of router FIBs), the compiled form of pol_src_v4 that
+ * the data path reads: 1 to 3 array lookups (~2 ns each) where an LPM trie
+ * walk costs ~25 ns. Level 1 has one entry per /16 at [0, 65536); an entry
+ * either holds a class or, with SL_SRC4_NEXT, the index of a 256-entry chunk
+ * further on, indexed by the next address byte (/24 level, then /32 level).
+ */
+#define SL_SRC4_L1_ENTRIES 65536
+#define SL_SRC4_L2_CHUNKS 1024 /* /16s holding longer prefixes */
+#define SL_SRC4_L3_CHUNKS 1024 /* /24s holding longer prefixes */
+#define SL_SRC4_TABLE_SIZE (SL_SRC4_L1_ENTRIES + 256 * (SL_SRC4_L2_CHUNKS + SL_SRC4_L3_CHUNKS))
+#define SL_SRC4_NEXT 0x80000000u
+static inline __u32 sl_src4_class(__u32 tenant_id, __u32 deny_id) { return tenant_id | deny_id << 14; }
+static inline __u32 sl_src4_tenant(__u32 entry) { return entry & 0x3fff; }
+static inline __u32 sl_src4_deny(__u32 entry) { return (entry >> 14) & 0xfff; }
+
+/*
  * pol_src_v4 / pol_src_v6: one LPM trie per family for source addresses,
  * merging tenant and deny prefixes so one lookup answers both questions.
  * The CLI stores, for every prefix P of either kind, the tenant of the
@@ -332,9 +349,10 @@ struct sl_deny_counters {
 /* ---- program configuration (read-only data, set before load) ---------- */
 
 struct sl_prog_config {
-	__u32 max_tenants; /* stride of the pair-indexed arrays */
-	__u8 fake_clock;   /* tests: read "now" from fake_clock[0] instead of the kernel */
-	__u8 reserved[3];
+	__u32 max_tenants;  /* stride of the pair-indexed arrays */
+	__u32 ns_per_tick;  /* 10^9 / CONFIG_HZ; 0: read bpf_ktime_get_ns instead of jiffies */
+	__u8 fake_clock;    /* tests: read "now" from fake_clock[0] instead of the kernel */
+	__u8 reserved[7];
 };
 
 /* ---- layout checks ------------------------------------------------------ */
@@ -360,10 +378,11 @@ SL_STATIC_ASSERT(sizeof(struct sl_bucket) == 8, "sl_bucket layout");
 SL_STATIC_ASSERT(sizeof(struct sl_source_key) == 20, "sl_source_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_counters) == 8 * SL_R__COUNT, "sl_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_service_counters) == 8 * SL_R__COUNT, "sl_service_counters layout");
-SL_STATIC_ASSERT(sizeof(struct sl_prog_config) == 8, "sl_prog_config layout");
+SL_STATIC_ASSERT(sizeof(struct sl_prog_config) == 16, "sl_prog_config layout");
 SL_STATIC_ASSERT(sizeof(struct sl_global_counters) == 8 * SL_G__COUNT, "sl_global_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_deny_counters) == 16, "sl_deny_counters layout");
 SL_STATIC_ASSERT(SL_MAX_SERVICES <= 0x10000 && SL_MAX_TENANTS <= 0x10000, "ids fit 16 bits");
 SL_STATIC_ASSERT((__u64)SL_MAX_SERVICES * SL_MAX_TENANTS <= 0xffffffffull, "pair indexes fit 32 bits");
+SL_STATIC_ASSERT(SL_MAX_TENANTS <= 1 << 14 && SL_MAX_DENY_RULES <= 1 << 12, "source classes fit an IPv4 table entry");
 
 #endif /* SLUICE_ABI_H */

@@ -416,7 +416,9 @@ void expect_rst_for(const Bytes& request_frame, const XdpResult& r) {
   }
   ChecksumReport sums = rep.verify_checksums();
   EXPECT_TRUE(sums.ok()) << sums.describe();
-  if (req.ipv4) EXPECT_TRUE(sums.ipv4.checked);
+  if (req.ipv4) {
+    EXPECT_TRUE(sums.ipv4.checked);
+  }
   EXPECT_TRUE(sums.l4.checked);
 }
 
@@ -493,4 +495,57 @@ TEST(DataPath, AServiceThatReusesAnIdStartsWithFreshState) {
   ASSERT_EQ(t.running().ids.services.at("new"), old_id);
   EXPECT_EQ(t.pair("new", "default").verdict[SL_R_ADMITTED], 0u);  // no inherited counters
   EXPECT_EQ(t.run(syn()).action, XDP_PASS);                         // nor an inherited empty bucket
+}
+
+// Found by reading parse.h next to the reference classifier: SYN+FIN and
+// SYN+RST open nothing and must not be charged or answered (never answer a
+// RST with a RST), and a fragmented SYN cannot be answered with a correct ACK.
+TEST(DataPath, OddSynsAreNeitherChargedNorAnswered) {
+  Policy p;
+  policy::Service s = tcp_service("web", 80, Rate{1, 3600}, 1);
+  s.reject = policy::RejectMode::Rst;
+  p.services.push_back(s);
+  XdpTester t(p);
+  t.set_now(kT0);
+  ASSERT_EQ(t.run(syn()).action, XDP_PASS);  // takes the only token
+  for (uint8_t flags : {uint8_t(tcp_flag::SYN | tcp_flag::FIN), uint8_t(tcp_flag::SYN | tcp_flag::RST)}) {
+    Bytes odd = PacketBuilder().ipv4("198.18.0.1", "198.18.0.2").tcp(1, 80).flags(flags).build();
+    EXPECT_EQ(t.run(odd).action, XDP_PASS) << int(flags);
+  }
+  EXPECT_EQ(t.pair("web", "default").verdict[SL_R_PASSED], 2u);
+  EXPECT_EQ(t.global(SL_G_RST_SENT), 0u);
+
+  Bytes fragmented4 = PacketBuilder().ipv4("198.18.0.1", "198.18.0.2").mf().tcp(1, 80).flags(tcp_flag::SYN).build();
+  Bytes fragmented6 = PacketBuilder().ipv6("2001:db8::1", "2001:db8::2").ext(Ipv6ExtSpec::fragment(0, true))
+                          .tcp(1, 80).flags(tcp_flag::SYN).build();
+  EXPECT_EQ(t.run(fragmented4).action, XDP_DROP);
+  EXPECT_EQ(t.run(fragmented6).action, XDP_DROP);
+  EXPECT_EQ(t.global(SL_G_RST_SENT), 0u);
+  EXPECT_EQ(t.run(syn()).action, XDP_TX);  // an ordinary refused SYN still gets its RST
+}
+
+// The IPv4 source table must agree with longest-prefix matching everywhere,
+// including prefixes that need the /24 and /32 levels.
+TEST(DataPath, Ipv4SourceTableMatchesLongestPrefixAtEveryLevel) {
+  Policy p = open_policy();
+  p.tenants.push_back(policy::Tenant{"a8", {Cidr::parse("198.0.0.0/8")}, 1});
+  p.tenants.push_back(policy::Tenant{"a20", {Cidr::parse("198.18.16.0/20")}, 1});
+  p.tenants.push_back(policy::Tenant{"a24", {Cidr::parse("198.18.17.0/24")}, 1});
+  p.tenants.push_back(policy::Tenant{"a30", {Cidr::parse("198.18.17.4/30")}, 1});
+  p.tenants.push_back(policy::Tenant{"host", {Cidr::parse("198.18.17.6/32")}, 1});
+  p.deny.push_back(Cidr::parse("198.18.17.128/25"));
+  XdpTester t(p);
+  t.set_now(kT0);
+  std::vector<std::pair<std::string, std::string>> expect = {
+      {"198.1.2.3", "a8"},      {"198.18.0.1", "a8"},    {"198.18.16.1", "a20"}, {"198.18.31.255", "a20"},
+      {"198.18.17.1", "a24"},   {"198.18.17.4", "a30"},  {"198.18.17.7", "a30"}, {"198.18.17.6", "host"},
+      {"198.18.17.8", "a24"},   {"199.0.0.1", "default"},
+  };
+  for (const auto& [src, tenant] : expect) {
+    uint64_t before = t.pair("web", tenant).verdict[SL_R_ADMITTED];
+    EXPECT_EQ(t.run(syn(src)).action, XDP_PASS) << src;
+    EXPECT_EQ(t.pair("web", tenant).verdict[SL_R_ADMITTED], before + 1) << src << " should be " << tenant;
+  }
+  EXPECT_EQ(t.run(syn("198.18.17.200")).action, XDP_DROP);  // the /25 deny inside a24
+  EXPECT_EQ(t.run(syn("198.18.17.127")).action, XDP_PASS);
 }

@@ -35,7 +35,7 @@ XdpResult XdpTester::run(const std::vector<uint8_t>& frame, uint32_t repeat) {
   r.packet.resize(frame.size() + 256);
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = r.packet.data(),
               .data_size_in = static_cast<uint32_t>(frame.size()),
-              .data_size_out = static_cast<uint32_t>(r.packet.size()), .repeat = repeat);
+              .data_size_out = static_cast<uint32_t>(r.packet.size()), .repeat = static_cast<int>(repeat));
   int err = bpf_prog_test_run_opts(dp_->xdp_prog_fd(), &opts);
   if (err) throw SystemError("BPF_PROG_TEST_RUN", -err);
   r.action = static_cast<int>(opts.retval);

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "core/error.hpp"
+#include "kernel/kconfig.hpp"
 #include "kernel/log.hpp"
 #include "kernel/map.hpp"
 #include "sluice/abi.h"
@@ -84,6 +85,8 @@ void DataPath::apply_sizes() {
   bpf_map__set_max_entries(skel_->maps.pair_buckets, pairs);
   bpf_map__set_max_entries(skel_->maps.source_buckets, sizes_.source_entries);
   skel_->rodata->sl_config.max_tenants = sizes_.max_tenants;
+  uint32_t hz = kernel_hz();
+  skel_->rodata->sl_config.ns_per_tick = hz ? 1'000'000'000u / hz : 0;
 }
 
 void DataPath::load() {
@@ -114,6 +117,7 @@ bpf_map* DataPath::policy_outer(PolicyMap which) const {
     case PolicyMap::Limits: return skel_->maps.pol_limits;
     case PolicyMap::SrcV4: return skel_->maps.pol_src_v4;
     case PolicyMap::SrcV6: return skel_->maps.pol_src_v6;
+    case PolicyMap::Src4Table: return skel_->maps.pol_src4_table;
     case PolicyMap::Count: break;
   }
   throw SystemError("unknown policy map", EINVAL);

@@ -29,7 +29,7 @@ struct InnerMapSpec {
   uint32_t key_size = 0, value_size = 0, max_entries = 0, flags = 0;
 };
 
-enum class PolicyMap { Info, Ports, SvcAddr, Services, Tenants, Limits, SrcV4, SrcV6, Count };
+enum class PolicyMap { Info, Ports, SvcAddr, Services, Tenants, Limits, SrcV4, SrcV6, Src4Table, Count };
 
 class DataPath {
  public:

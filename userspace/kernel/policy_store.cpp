@@ -101,6 +101,7 @@ void PolicyStore::write_slot(uint32_t slot, const policy::SlotContents& c) {
   install(PolicyMap::Limits, c.limits, "pol_limits");
   install(PolicyMap::SrcV4, c.src_v4, "pol_src_v4");
   install(PolicyMap::SrcV6, c.src_v6, "pol_src_v6");
+  install(PolicyMap::Src4Table, c.src4_table, "pol_src4_table");
   std::vector<std::pair<uint32_t, sl_policy_info>> info{{0, c.info}};
   install(PolicyMap::Info, info, "pol_info");
 }

@@ -1,5 +1,6 @@
 #include "policy/compile.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -141,6 +142,56 @@ std::map<Cidr, sl_source_class> merge_sources(const std::map<Cidr, uint32_t>& te
   return out;
 }
 
+// Expands the IPv4 prefixes into the three-level table (see abi.h): paint
+// prefixes shortest first, so longer ones overwrite the part they cover; a
+// chunk created under an entry starts as 256 copies of that entry's class.
+std::vector<std::pair<uint32_t, uint32_t>> build_src4_table(const std::map<Cidr, sl_source_class>& merged) {
+  std::vector<std::pair<Cidr, uint32_t>> prefixes;
+  for (const auto& [p, c] : merged)
+    if (p.family() == 4) prefixes.emplace_back(p, sl_src4_class(c.tenant_id, c.deny_id));
+  std::stable_sort(prefixes.begin(), prefixes.end(),
+                   [](const auto& a, const auto& b) { return a.first.length < b.first.length; });
+
+  std::vector<uint32_t> table(SL_SRC4_L1_ENTRIES);  // grows by a chunk at a time
+  uint32_t l2_chunks = 0, l3_chunks = 0;
+  // The chunk below `entry_index`, made on first use.
+  auto chunk_below = [&](uint32_t entry_index, uint32_t& used, uint32_t limit, const char* what) -> uint32_t {
+    uint32_t entry = table[entry_index];
+    if (entry & SL_SRC4_NEXT) return entry & ~SL_SRC4_NEXT;
+    if (used == limit)
+      throw PolicyError("tenant", "", "prefixes",
+                        "IPv4 prefixes longer than /" + std::string(what) + " may sit in at most " +
+                            std::to_string(limit) + " distinct /" + what + " networks");
+    used++;
+    uint32_t base = static_cast<uint32_t>(table.size());
+    table.resize(table.size() + 256, entry);
+    table[entry_index] = SL_SRC4_NEXT | base;
+    return base;
+  };
+  for (const auto& [prefix, cls] : prefixes) {
+    const uint8_t* a = prefix.addr.v4_bytes();
+    uint32_t top16 = uint32_t{a[0]} << 8 | a[1];
+    if (prefix.length <= 16) {
+      uint32_t span = 1u << (16 - prefix.length);
+      for (uint32_t i = 0; i < span; i++) table[top16 + i] = cls;  // never a chunk yet: shortest first
+    } else {
+      uint32_t l2 = chunk_below(top16, l2_chunks, SL_SRC4_L2_CHUNKS, "16");
+      if (prefix.length <= 24) {
+        uint32_t span = 1u << (24 - prefix.length);
+        for (uint32_t i = 0; i < span; i++) table[l2 + a[2] + i] = cls;
+      } else {
+        uint32_t l3 = chunk_below(l2 + a[2], l3_chunks, SL_SRC4_L3_CHUNKS, "24");
+        uint32_t span = 1u << (32 - prefix.length);
+        for (uint32_t i = 0; i < span; i++) table[l3 + a[3] + i] = cls;
+      }
+    }
+  }
+  std::vector<std::pair<uint32_t, uint32_t>> entries;
+  for (uint32_t i = 0; i < table.size(); i++)
+    if (table[i]) entries.emplace_back(i, table[i]);
+  return entries;
+}
+
 }  // namespace
 
 Compiled compile(const Policy& p, const IdAssignment& previous, uint64_t epoch, uint32_t max_tenants) {
@@ -200,7 +251,9 @@ Compiled compile(const Policy& p, const IdAssignment& previous, uint64_t epoch, 
 
   // Source tries, one per family.
   std::map<Cidr, uint32_t> deny_of(ids.deny.begin(), ids.deny.end());
-  for (const auto& [prefix, cls] : merge_sources(tenant_of, deny_of)) {
+  std::map<Cidr, sl_source_class> merged = merge_sources(tenant_of, deny_of);
+  slot.src4_table = build_src4_table(merged);
+  for (const auto& [prefix, cls] : merged) {
     if (prefix.family() == 4) {
       sl_lpm_v4_key key{static_cast<uint32_t>(prefix.length), {}};
       std::memcpy(key.addr, prefix.addr.v4_bytes(), 4);

@@ -34,6 +34,7 @@ struct SlotContents {
   std::vector<std::pair<uint32_t, sl_rate>> limits;  // by pair index
   std::vector<std::pair<sl_lpm_v4_key, sl_source_class>> src_v4;
   std::vector<std::pair<sl_lpm_v6_key, sl_source_class>> src_v6;
+  std::vector<std::pair<uint32_t, uint32_t>> src4_table;  // non-zero entries only
 };
 
 struct Compiled {
