@@ -32,9 +32,6 @@ BPF_CFLAGS := -O2 -g -Wall -target bpf -mcpu=v3 -Iinclude -I$(ARCH_INC)
 LDLIBS := -lxdp -lbpf -lelf -lz -ltomlplusplus -lhiredis -lpthread
 GTEST  := -lgtest_main -lgtest
 
-# Sanitized builds of the unit and fuzz suites (see tests/fuzz).
-SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-
 # ---- sources ---------------------------------------------------------------
 BPF_SRCS   := $(wildcard bpf/*.bpf.c)
 BPF_OBJS   := $(BPF_SRCS:bpf/%.bpf.c=$(BUILD)/bpf/%.bpf.o)
@@ -135,19 +132,38 @@ $(BUILD)/bench/sluice_bench: $(BENCH_SRCS:%.cpp=$(BUILD)/obj/%.o) $(TESTLIB_OBJS
 # Keep skeletons and BPF objects: they are intermediates make would delete.
 .SECONDARY:
 .SECONDEXPANSION:
-$(BUILD)/tools/%: $$(patsubst %.cpp,$(BUILD)/obj/%.o,$$(wildcard tools/%/*.cpp)) $(LIB)
+# (No '%' inside the functions: make would substitute the stem there too.)
+$(BUILD)/tools/%: $$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(basename $$(wildcard tools/$$*/*.cpp)))) $(LIB)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
 
-# ---- fuzzing (clang libFuzzer, ASan + UBSan) -----------------------------------
+# ---- sanitized builds: ASan + UBSan unit tests and libFuzzer targets ------------
+# One clang-built copy of the library serves both. The sanitized unit tests
+# are what `make test` runs; the fuzz targets are run bounded by it.
+SAN_CXX   := clang++
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SAN_CXXFLAGS := -std=c++20 -Iinclude -Iuserspace -I$(BUILD)/gen -DTOML_HEADER_ONLY=0 -DTOML_SHARED_LIB=1 -MMD -MP \
+                $(SAN_FLAGS) -fsanitize=fuzzer-no-link
+SAN_LIB   := $(BUILD)/san/libsluice.a
+SAN_UNIT  := $(BUILD)/san/unit_tests
 FUZZ_SRCS := $(wildcard tests/fuzz/*_fuzz.cpp)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.cpp=$(BUILD)/fuzz/%)
-FUZZ_LIB_SRCS := $(filter userspace/policy/% userspace/core/% userspace/cli/args.cpp,$(LIB_SRCS))
-.PHONY: fuzz-binaries
-fuzz-binaries: $(FUZZ_BINS)
-$(BUILD)/fuzz/%: tests/fuzz/%.cpp $(FUZZ_LIB_SRCS) | $(SKELS)
-	@mkdir -p $(@D)
-	clang++ -std=c++20 -O1 -g -Iinclude -Iuserspace -I$(BUILD)/gen -DTOML_HEADER_ONLY=0 -DTOML_SHARED_LIB=1 -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=undefined $^ -o $@ -ltomlplusplus
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+.PHONY: fuzz-binaries
+fuzz-binaries: $(SAN_UNIT) $(FUZZ_BINS)
+
+$(BUILD)/san/obj/%.o: %.cpp | $(SKELS)
+	@mkdir -p $(@D)
+	$(SAN_CXX) $(SAN_CXXFLAGS) -c $< -o $@
+
+$(SAN_LIB): $(LIB_SRCS:%.cpp=$(BUILD)/san/obj/%.o)
+	rm -f $@ && ar rcs $@ $^
+
+$(SAN_UNIT): $(UNIT_SRCS:%.cpp=$(BUILD)/san/obj/%.o) $(TESTLIB_SRCS:%.cpp=$(BUILD)/san/obj/%.o) $(SAN_LIB)
+	$(SAN_CXX) $(SAN_FLAGS) $^ -o $@ $(GTEST) $(LDLIBS)
+
+$(BUILD)/fuzz/%: $(BUILD)/san/obj/tests/fuzz/%.o $(TESTLIB_SRCS:%.cpp=$(BUILD)/san/obj/%.o) $(SAN_LIB)
+	@mkdir -p $(@D)
+	$(SAN_CXX) $(SAN_FLAGS) -fsanitize=fuzzer $^ -o $@ $(LDLIBS)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -10,9 +10,10 @@
 
 namespace sluice::test {
 
-XdpTester::XdpTester(const policy::Policy& policy, bool fake_clock) {
+XdpTester::XdpTester(const policy::Policy& policy, bool fake_clock, bool trace) {
   kernel::DataPathOptions options;
   options.fake_clock = fake_clock;
+  options.trace = trace;
   dp_ = std::make_unique<kernel::DataPath>(options);
   dp_->load();
   set_policy(policy);
@@ -65,6 +66,11 @@ sl_service_counters XdpTester::would_shed(const std::string& service) const {
 }
 
 uint64_t XdpTester::global(sl_global_counter which) const { return counters().global.c[which]; }
+
+sl_trace XdpTester::last_decision() const {
+  uint32_t zero = 0;
+  return kernel::map_lookup<uint32_t, sl_trace>(dp_->map_fd(dp_->skel()->maps.trace), zero).value_or(sl_trace{});
+}
 
 uint64_t XdpTester::deny_packets(const std::string& prefix) const {
   kernel::RunningPolicy r = running();

@@ -23,7 +23,7 @@ struct XdpResult {
 
 class XdpTester {
  public:
-  explicit XdpTester(const policy::Policy& policy = {}, bool fake_clock = true);
+  explicit XdpTester(const policy::Policy& policy = {}, bool fake_clock = true, bool trace = false);
 
   void set_policy(const policy::Policy& policy);  // validated, then applied atomically
   void set_now(uint64_t ns);                       // the data path's "now"
@@ -39,6 +39,8 @@ class XdpTester {
   sl_service_counters would_shed(const std::string& service) const;
   uint64_t global(sl_global_counter which) const;
   uint64_t deny_packets(const std::string& prefix) const;
+  // How the last packet was judged (needs trace = true).
+  sl_trace last_decision() const;
 
  private:
   std::unique_ptr<kernel::DataPath> dp_;

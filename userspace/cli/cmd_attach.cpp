@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
@@ -85,8 +86,8 @@ std::string attachment_state(const kernel::Attachment& a) {
 }
 
 void status(const GlobalOptions& g, bool json) {
+  require_kernel(g);
   if (!maps_exist(g)) {
-    require_root();
     if (json) {
       print_json(std::cout, Json{{"set_up", false}, {"pin_dir", g.pin_dir}});
       return;
@@ -208,7 +209,7 @@ void status(const GlobalOptions& g, bool json) {
 
 // Detach everywhere and remove the pins; the policy file stays.
 void reset(const GlobalOptions& g) {
-  require_root();
+  require_kernel(g);
   if (!maps_exist(g)) {
     std::cout << "nothing to reset in " << g.pin_dir << "\n";
     return;
@@ -234,21 +235,25 @@ void reset(const GlobalOptions& g) {
 }  // namespace
 
 void add_attach_commands(CLI::App& app, GlobalOptions& g) {
-  static std::string dev, mode = "auto";
-  static bool json = false;
+  struct Args {
+    std::string dev, mode = "auto";
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
 
   CLI::App* attach = app.add_subcommand("attach", "Attach sluice's XDP program to a network device.");
-  attach->add_option("DEV", dev, "Network device, e.g. eth0")->required();
-  attach->add_option("--mode", mode, "auto (native, else generic), native or generic")->capture_default_str();
+  attach->add_option("DEV", a->dev, "Network device, e.g. eth0")->required();
+  attach->add_option("--mode", a->mode, "auto (native, else generic), native or generic")->capture_default_str();
   attach->footer(
       "sluice shares the XDP hook with other programs through libxdp's dispatcher where the kernel allows it.\n"
       "Attaching where sluice is attached already replaces the program in place (an upgrade): policy, buckets\n"
       "and counters live in pinned maps and carry over. If no policy is loaded and the saved policy file\n"
       "exists, it is applied (this is how policy comes back after a reboot).\n"
       "Example:\n  sluice attach eth0\n  sluice -n srv attach veth0 --mode native");
-  attach->callback([&g] {
-    require_root();
-    kernel::XdpModeRequest request = parse_mode(mode);
+  attach->callback([&g, a] {
+    const std::string& dev = a->dev;
+    kernel::XdpModeRequest request = parse_mode(a->mode);
+    require_kernel(g);
     kernel::ensure_pin_dir(g.pin_dir);
     restore_saved_policy(g);
     kernel::NetnsScope ns(g.netns);
@@ -264,19 +269,19 @@ void add_attach_commands(CLI::App& app, GlobalOptions& g) {
   });
 
   CLI::App* detach = app.add_subcommand("detach", "Remove sluice from a device; its traffic flows unchecked at once.");
-  detach->add_option("DEV", dev, "Network device")->required();
+  detach->add_option("DEV", a->dev, "Network device")->required();
   detach->footer("Policy and counters stay in the pinned maps; 'sluice attach DEV' resumes where it left off.");
-  detach->callback([&g] {
+  detach->callback([&g, a] {
     auto dp = open_maps(g);
     kernel::NetnsScope ns(g.netns);
-    kernel::detach(*dp, g.netns, dev);
-    std::cout << "detached from " << where(g.netns, dev) << "\n";
+    kernel::detach(*dp, g.netns, a->dev);
+    std::cout << "detached from " << where(g.netns, a->dev) << "\n";
   });
 
   CLI::App* st = app.add_subcommand("status", "Show the policy, the controller, attachments and map memory.");
-  st->add_flag("--json", json, "Machine-readable output.");
+  st->add_flag("--json", a->json, "Machine-readable output.");
   st->footer("With -v, also each map's size and memory.");
-  st->callback([&g] { status(g, json); });
+  st->callback([&g, a] { status(g, a->json); });
 
   CLI::App* rs = app.add_subcommand("reset", "Detach everywhere and remove all of sluice's kernel state.");
   rs->footer("The saved policy file is kept: 'sluice attach DEV' afterwards restores the policy from it.");

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <iostream>
 #include <map>
+#include <memory>
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
@@ -139,46 +140,52 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
   CLI::App* service = app.add_subcommand("service", "Define the services sluice protects.");
   service->require_subcommand(1);
 
-  static std::string name;
-  static ServiceOptions add_opts, set_opts;
+  // Option values live as long as the app: the callbacks hold them.
+  struct Args {
+    std::string name;
+    ServiceOptions add_opts, set_opts;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
 
   CLI::App* add = service->add_subcommand("add", "Protect a service: a (protocol, port[, address]) and its limits.");
-  add->add_option("NAME", name, "Service name: 1-31 of a-z 0-9 _ . -")->required();
-  add_opts.add(add);
+  add->add_option("NAME", a->name, "Service name: 1-31 of a-z 0-9 _ . -")->required();
+  a->add_opts.add(add);
   add->footer(
       "Examples:\n"
       "  sluice service add web --port 80 --rate 1000/s --burst 200 --reject rst\n"
       "  sluice service add dns --proto udp --port 53 --rate 5000/s --per-source 50/s\n"
       "  sluice service add api --port 8080 --adaptive bbr --breaker sre --timeout 250 --http\n"
       "Every tenant gets its own bucket of --rate; 'sluice limit set' gives one tenant another rate.");
-  add->callback([&g] {
-    if (!add_opts.has("port")) throw UsageError("service add: --port is required");
+  add->callback([&g, a] {
+    if (!a->add_opts.has("port")) throw UsageError("service add: --port is required");
     change_policy(g, [&](Policy& p) {
-      if (p.find_service(name))
-        throw UsageError("service '" + name + "' exists; change it with 'sluice service set " + name + " ...'");
+      if (p.find_service(a->name))
+        throw UsageError("service '" + a->name + "' exists; change it with 'sluice service set " + a->name + " ...'");
       Service s;
-      s.name = name;
-      add_opts.apply_to(s);
+      s.name = a->name;
+      a->add_opts.apply_to(s);
       p.services.push_back(s);
     });
-    std::cout << "service " << name << " added\n";
+    std::cout << "service " << a->name << " added\n";
   });
 
   CLI::App* set = service->add_subcommand("set", "Change some settings of a service; the others stay.");
-  set->add_option("NAME", name, "Service name")->required();
-  set_opts.add(set);
-  set->callback([&g] {
+  set->add_option("NAME", a->name, "Service name")->required();
+  a->set_opts.add(set);
+  set->callback([&g, a] {
     change_policy(g, [&](Policy& p) {
-      auto it = std::find_if(p.services.begin(), p.services.end(), [&](const Service& s) { return s.name == name; });
-      if (it == p.services.end()) throw UsageError("no service named '" + name + "' (see: sluice service list)");
-      set_opts.apply_to(*it);
+      auto it = std::find_if(p.services.begin(), p.services.end(), [&](const Service& s) { return s.name == a->name; });
+      if (it == p.services.end()) throw UsageError("no service named '" + a->name + "' (see: sluice service list)");
+      a->set_opts.apply_to(*it);
     });
-    std::cout << "service " << name << " updated\n";
+    std::cout << "service " << a->name << " updated\n";
   });
 
   CLI::App* del = service->add_subcommand("del", "Stop protecting a service.");
-  del->add_option("NAME", name, "Service name")->required();
-  del->callback([&g] {
+  del->add_option("NAME", a->name, "Service name")->required();
+  del->callback([&g, a] {
+    const std::string& name = a->name;
     change_policy(g, [&](Policy& p) {
       if (!p.find_service(name)) throw UsageError("no service named '" + name + "' (see: sluice service list)");
       for (const auto& l : p.limits)
@@ -190,10 +197,10 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
     std::cout << "service " << name << " deleted\n";
   });
 
-  static bool json = false;
   CLI::App* list = service->add_subcommand("list", "List services and their limits.");
-  list->add_flag("--json", json, "Machine-readable output.");
-  list->callback([&g] {
+  list->add_flag("--json", a->json, "Machine-readable output.");
+  list->callback([&g, a] {
+    bool json = a->json;
     auto dp = open_maps(g);
     Policy p = kernel::PolicyStore(*dp).read().policy;
     if (json) {
@@ -219,26 +226,31 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
 void add_tenant_commands(CLI::App& app, GlobalOptions& g) {
   CLI::App* tenant = app.add_subcommand("tenant", "Group clients by source prefix, with a priority level.");
   tenant->require_subcommand(1);
-  static std::string name;
-  static std::vector<std::string> prefixes;
-  static std::string level;
-  static CLI::Option* level_opt = nullptr;
+  struct Args {
+    std::string name;
+    std::vector<std::string> prefixes;
+    std::string level;
+    CLI::Option* level_opt = nullptr;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
 
   CLI::App* add = tenant->add_subcommand("add", "Define a tenant, or add prefixes to one (or change its level).");
-  add->add_option("NAME", name, "Tenant name; 'default' is every source no prefix matches")->required();
-  add->add_option("--prefix", prefixes, "Source prefix (CIDR), IPv4 or IPv6; repeat for more.");
-  level_opt = add->add_option("--level", level,
+  add->add_option("NAME", a->name, "Tenant name; 'default' is every source no prefix matches")->required();
+  add->add_option("--prefix", a->prefixes, "Source prefix (CIDR), IPv4 or IPv6; repeat for more.");
+  a->level_opt = add->add_option("--level", a->level,
                               "Priority under overload: 0 is shed last (core), 2 first; default 1.");
   add->footer(
       "Examples:\n"
       "  sluice tenant add gold --prefix 198.18.1.0/24 --prefix 2001:db8:1::/48 --level 0\n"
       "  sluice tenant add default --level 2     # unknown sources are shed first\n"
       "A source belongs to the tenant with the longest matching prefix.");
-  add->callback([&g] {
+  add->callback([&g, a] {
+    const std::string& name = a->name;
     std::vector<Cidr> parsed;
-    for (const auto& text : prefixes) parsed.push_back(Cidr::parse(text));
+    for (const auto& text : a->prefixes) parsed.push_back(Cidr::parse(text));
     std::optional<uint8_t> lvl;
-    if (level_opt->count()) lvl = static_cast<uint8_t>(parse_uint(level, "--level", 0, SL_LEVELS - 1));
+    if (a->level_opt->count()) lvl = static_cast<uint8_t>(parse_uint(a->level, "--level", 0, SL_LEVELS - 1));
     bool existed = false;
     change_policy(g, [&](Policy& p) {
       auto it = std::find_if(p.tenants.begin(), p.tenants.end(), [&](const Tenant& t) { return t.name == name; });
@@ -262,11 +274,12 @@ void add_tenant_commands(CLI::App& app, GlobalOptions& g) {
   });
 
   CLI::App* del = tenant->add_subcommand("del", "Delete a tenant (or, with --prefix, only some of its prefixes).");
-  del->add_option("NAME", name, "Tenant name")->required();
-  del->add_option("--prefix", prefixes, "Remove only this prefix; repeat for more.");
-  del->callback([&g] {
+  del->add_option("NAME", a->name, "Tenant name")->required();
+  del->add_option("--prefix", a->prefixes, "Remove only this prefix; repeat for more.");
+  del->callback([&g, a] {
+    const std::string& name = a->name;
     std::vector<Cidr> parsed;
-    for (const auto& text : prefixes) parsed.push_back(Cidr::parse(text));
+    for (const auto& text : a->prefixes) parsed.push_back(Cidr::parse(text));
     change_policy(g, [&](Policy& p) {
       auto it = std::find_if(p.tenants.begin(), p.tenants.end(), [&](const Tenant& t) { return t.name == name; });
       if (it == p.tenants.end()) throw UsageError("no tenant named '" + name + "' (see: sluice tenant list)");
@@ -284,13 +297,13 @@ void add_tenant_commands(CLI::App& app, GlobalOptions& g) {
                            "'; remove it first: sluice limit del " + l.service + " " + name);
       p.tenants.erase(it);
     });
-    std::cout << "tenant " << name << (prefixes.empty() ? " deleted\n" : " updated\n");
+    std::cout << "tenant " << name << (a->prefixes.empty() ? " deleted\n" : " updated\n");
   });
 
-  static bool json = false;
   CLI::App* list = tenant->add_subcommand("list", "List tenants, their prefixes and levels.");
-  list->add_flag("--json", json, "Machine-readable output.");
-  list->callback([&g] {
+  list->add_flag("--json", a->json, "Machine-readable output.");
+  list->callback([&g, a] {
+    bool json = a->json;
     auto dp = open_maps(g);
     Policy p = kernel::PolicyStore(*dp).read().policy;
     bool has_default = p.find_tenant(kDefaultTenant) != nullptr;
@@ -320,18 +333,24 @@ void add_tenant_commands(CLI::App& app, GlobalOptions& g) {
 void add_limit_commands(CLI::App& app, GlobalOptions& g) {
   CLI::App* limit = app.add_subcommand("limit", "Give one tenant its own rate on one service.");
   limit->require_subcommand(1);
-  static std::string service, tenant, rate, burst;
-  static CLI::Option* burst_opt = nullptr;
+  struct Args {
+    std::string service, tenant, rate, burst;
+    CLI::Option* burst_opt = nullptr;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
 
   CLI::App* set = limit->add_subcommand("set", "Set a tenant's rate on a service (replaces the service's --rate for it).");
-  set->add_option("SERVICE", service, "Service name")->required();
-  set->add_option("TENANT", tenant, "Tenant name ('default' for unmatched sources)")->required();
-  set->add_option("--rate", rate, "N/s, N/m or N/h")->required();
-  burst_opt = set->add_option("--burst", burst, "Bucket depth (default: one second of --rate)");
+  set->add_option("SERVICE", a->service, "Service name")->required();
+  set->add_option("TENANT", a->tenant, "Tenant name ('default' for unmatched sources)")->required();
+  set->add_option("--rate", a->rate, "N/s, N/m or N/h")->required();
+  a->burst_opt = set->add_option("--burst", a->burst, "Bucket depth (default: one second of --rate)");
   set->footer("Example:\n  sluice limit set web gold --rate 5000/s --burst 500");
-  set->callback([&g] {
-    Rate r = parse_rate(rate, "--rate");
-    uint32_t b = burst_opt->count() ? static_cast<uint32_t>(parse_uint(burst, "--burst", 1, kMaxBurst)) : default_burst(r);
+  set->callback([&g, a] {
+    const std::string &service = a->service, &tenant = a->tenant;
+    Rate r = parse_rate(a->rate, "--rate");
+    uint32_t b =
+        a->burst_opt->count() ? static_cast<uint32_t>(parse_uint(a->burst, "--burst", 1, kMaxBurst)) : default_burst(r);
     change_policy(g, [&](Policy& p) {
       if (!p.find_service(service)) throw UsageError("no service named '" + service + "' (see: sluice service list)");
       if (tenant != kDefaultTenant && !p.find_tenant(tenant))
@@ -343,9 +362,10 @@ void add_limit_commands(CLI::App& app, GlobalOptions& g) {
   });
 
   CLI::App* del = limit->add_subcommand("del", "Remove a tenant's own rate; the service's --rate applies again.");
-  del->add_option("SERVICE", service, "Service name")->required();
-  del->add_option("TENANT", tenant, "Tenant name")->required();
-  del->callback([&g] {
+  del->add_option("SERVICE", a->service, "Service name")->required();
+  del->add_option("TENANT", a->tenant, "Tenant name")->required();
+  del->callback([&g, a] {
+    const std::string &service = a->service, &tenant = a->tenant;
     change_policy(g, [&](Policy& p) {
       size_t removed =
           std::erase_if(p.limits, [&](const Limit& l) { return l.service == service && l.tenant == tenant; });
@@ -354,10 +374,10 @@ void add_limit_commands(CLI::App& app, GlobalOptions& g) {
     std::cout << "limit " << service << "/" << tenant << " deleted\n";
   });
 
-  static bool json = false;
   CLI::App* list = limit->add_subcommand("list", "List per-tenant limits.");
-  list->add_flag("--json", json, "Machine-readable output.");
-  list->callback([&g] {
+  list->add_flag("--json", a->json, "Machine-readable output.");
+  list->callback([&g, a] {
+    bool json = a->json;
     auto dp = open_maps(g);
     Policy p = kernel::PolicyStore(*dp).read().policy;
     if (json) {
@@ -381,12 +401,16 @@ void add_limit_commands(CLI::App& app, GlobalOptions& g) {
 void add_deny_commands(CLI::App& app, GlobalOptions& g) {
   CLI::App* deny = app.add_subcommand("deny", "Drop every packet from source prefixes.");
   deny->require_subcommand(1);
-  static std::string prefix;
+  struct Args {
+    std::string prefix;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
 
   CLI::App* add = deny->add_subcommand("add", "Drop all traffic from a source prefix.");
-  add->add_option("CIDR", prefix, "Source prefix, e.g. 198.18.66.0/24 or 2001:db8:66::/48")->required();
-  add->callback([&g] {
-    Cidr c = Cidr::parse(prefix);
+  add->add_option("CIDR", a->prefix, "Source prefix, e.g. 198.18.66.0/24 or 2001:db8:66::/48")->required();
+  add->callback([&g, a] {
+    Cidr c = Cidr::parse(a->prefix);
     change_policy(g, [&](Policy& p) {
       if (std::find(p.deny.begin(), p.deny.end(), c) != p.deny.end())
         throw UsageError(c.to_string() + " is already denied");
@@ -396,19 +420,19 @@ void add_deny_commands(CLI::App& app, GlobalOptions& g) {
   });
 
   CLI::App* del = deny->add_subcommand("del", "Stop dropping a source prefix.");
-  del->add_option("CIDR", prefix, "A prefix from 'sluice deny list'")->required();
-  del->callback([&g] {
-    Cidr c = Cidr::parse(prefix);
+  del->add_option("CIDR", a->prefix, "A prefix from 'sluice deny list'")->required();
+  del->callback([&g, a] {
+    Cidr c = Cidr::parse(a->prefix);
     change_policy(g, [&](Policy& p) {
       if (!std::erase(p.deny, c)) throw UsageError(c.to_string() + " is not denied (see: sluice deny list)");
     });
     std::cout << "deny " << c.to_string() << " deleted\n";
   });
 
-  static bool json = false;
   CLI::App* list = deny->add_subcommand("list", "List deny rules and what they dropped.");
-  list->add_flag("--json", json, "Machine-readable output.");
-  list->callback([&g] {
+  list->add_flag("--json", a->json, "Machine-readable output.");
+  list->callback([&g, a] {
+    bool json = a->json;
     auto dp = open_maps(g);
     kernel::RunningPolicy running = kernel::PolicyStore(*dp).read();
     kernel::CounterSnapshot snap = kernel::read_counters(*dp, running.ids);
@@ -432,15 +456,15 @@ void add_deny_commands(CLI::App& app, GlobalOptions& g) {
 // ---- apply / export ---------------------------------------------------------------
 
 void add_file_commands(CLI::App& app, GlobalOptions& g) {
-  static std::string file;
+  auto file = std::make_shared<std::string>();
   CLI::App* apply = app.add_subcommand("apply", "Replace the running policy with a policy file, atomically.");
-  apply->add_option("-f,--file", file, "Policy file (TOML); default: the saved policy file");
+  apply->add_option("-f,--file", *file, "Policy file (TOML); default: the saved policy file");
   apply->footer(
       "The whole file is checked first; on any error nothing changes and the error names the file, line and\n"
       "field. On success the data path switches to the new policy at once, and the file becomes the saved\n"
       "policy (so 'sluice apply' alone restores it after a reboot). See docs/policy.md for the format.");
-  apply->callback([&g] {
-    std::string path = file.empty() ? g.policy_file : file;
+  apply->callback([&g, file] {
+    std::string path = file->empty() ? g.policy_file : *file;
     Policy p = load_policy_file(path);
     uint64_t epoch = replace_policy(g, p);
     std::cout << "applied " << path << ": " << p.services.size() << " services, " << p.tenants.size() << " tenants, "

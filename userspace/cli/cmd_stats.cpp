@@ -5,6 +5,7 @@
 #include <csignal>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -132,13 +133,16 @@ void print_table(const kernel::CounterSnapshot& snap, const Names& names, double
 }  // namespace
 
 void add_stats_command(CLI::App& app, GlobalOptions& g) {
-  static bool json = false, watch = false;
-  static std::string interval = "1", rounds = "0";
+  struct Args {
+    bool json = false, watch = false;
+    std::string interval = "1", rounds = "0";
+  };
+  auto a = std::make_shared<Args>();
   CLI::App* stats = app.add_subcommand("stats", "Show admitted and shed work per service and tenant.");
-  stats->add_flag("--json", json, "Machine-readable output (with --watch: one JSON object per line).");
-  stats->add_flag("--watch", watch, "Print rates every --interval seconds until interrupted.");
-  stats->add_option("--interval", interval, "Seconds between --watch updates (default 1).");
-  stats->add_option("--count", rounds, "Stop --watch after this many updates (default: until Ctrl-C).");
+  stats->add_flag("--json", a->json, "Machine-readable output (with --watch: one JSON object per line).");
+  stats->add_flag("--watch", a->watch, "Print rates every --interval seconds until interrupted.");
+  stats->add_option("--interval", a->interval, "Seconds between --watch updates (default 1).");
+  stats->add_option("--count", a->rounds, "Stop --watch after this many updates (default: until Ctrl-C).");
   stats->footer(
       "Columns: ADMITTED counts units of admission (new TCP connections, UDP datagrams) let in; PASSED counts\n"
       "uncharged packets of admitted work; SHED counts refused units, and WHY gives the reasons:\n"
@@ -146,10 +150,11 @@ void add_stats_command(CLI::App& app, GlobalOptions& g) {
       "  inflight      over the adaptive in-flight limit      breaker       breaker open\n"
       "  throttle      refused with the adaptive probability p\n"
       "Dry-run services shed nothing; WHY shows what they would have shed.");
-  stats->callback([&g] {
+  stats->callback([&g, a] {
+    const bool json = a->json, watch = a->watch;
+    uint64_t every = parse_uint(a->interval, "--interval", 1, 3600);
+    uint64_t limit = parse_uint(a->rounds, "--count", 0, UINT32_MAX);
     auto dp = open_maps(g);
-    uint64_t every = parse_uint(interval, "--interval", 1, 3600);
-    uint64_t limit = parse_uint(rounds, "--count", 0, UINT32_MAX);
 
     auto take = [&] {
       kernel::RunningPolicy running = kernel::PolicyStore(*dp).read();

@@ -16,13 +16,18 @@ void require_root() {
     throw SystemError("permission denied: sluice manages BPF programs and maps; run it as root", EPERM);
 }
 
+void require_kernel(const GlobalOptions& g) {
+  if (g.backend) g.backend->require_kernel();
+  require_root();
+}
+
 bool maps_exist(const GlobalOptions& g) {
   struct stat st {};
   return stat((g.pin_dir + "/sl_root").c_str(), &st) == 0;
 }
 
 std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g) {
-  require_root();
+  require_kernel(g);
   kernel::ensure_pin_dir(g.pin_dir);
   kernel::DataPathOptions options;
   options.pin_dir = g.pin_dir;
@@ -60,6 +65,7 @@ uint64_t apply_and_save(const GlobalOptions& g, kernel::DataPath& dp, const poli
 }  // namespace
 
 uint64_t change_policy(const GlobalOptions& g, const std::function<void(policy::Policy&)>& change) {
+  if (g.backend) return g.backend->change_policy(change);
   auto dp = open_maps(g);
   kernel::PolicyLock lock(*dp);
   policy::Policy before = kernel::PolicyStore(*dp).read().policy;
@@ -71,6 +77,7 @@ uint64_t change_policy(const GlobalOptions& g, const std::function<void(policy::
 }
 
 uint64_t replace_policy(const GlobalOptions& g, const policy::Policy& next) {
+  if (g.backend) return g.backend->replace_policy(next);
   auto dp = open_maps(g);
   kernel::PolicyLock lock(*dp);
   policy::Policy before = kernel::PolicyStore(*dp).read().policy;

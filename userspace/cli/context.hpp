@@ -12,15 +12,31 @@
 
 namespace sluice::cli {
 
+class Backend;
+
 struct GlobalOptions {
   std::string netns;        // -n: interfaces live in this network namespace
   std::string pin_dir;      // where the maps are pinned
   std::string policy_file;  // where policy is saved for the next boot
   bool verbose = false;
+  Backend* backend = nullptr;  // null: the real kernel and files
+};
+
+// Where commands' effects go. The CLI fuzzer and tests put an in-memory
+// policy here, so every argument is parsed and checked for real without a
+// kernel; commands that need the kernel stop at require_kernel().
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual uint64_t change_policy(const std::function<void(policy::Policy&)>& change) = 0;
+  virtual uint64_t replace_policy(const policy::Policy& next) = 0;
+  [[noreturn]] virtual void require_kernel() = 0;
 };
 
 // Refuses to go on without root, in one clear line.
 void require_root();
+// The kernel is about to be touched: root is needed (and a Backend stops here).
+void require_kernel(const GlobalOptions& g);
 
 // The pinned maps (created on first use, sized from the policy file when it
 // has a [maps] table), without loading any program.

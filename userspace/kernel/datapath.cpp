@@ -32,6 +32,7 @@ DataPath::DataPath(const DataPathOptions& options)
   if (!skel_) throw SystemError(with_library_message("cannot open the sluice BPF object"), errno);
 
   skel_->rodata->sl_config.fake_clock = options.fake_clock ? 1 : 0;
+  skel_->rodata->sl_config.trace = options.trace ? 1 : 0;
 
   if (pin_dir_.empty()) {
     bpf_map* map;

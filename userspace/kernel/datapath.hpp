@@ -18,6 +18,7 @@ namespace sluice::kernel {
 struct DataPathOptions {
   std::string pin_dir;        // empty: private, unpinned maps (tests)
   bool fake_clock = false;    // tests: "now" comes from the fake_clock map
+  bool trace = false;         // tests: every decision is recorded in the trace map
   policy::MapSizes sizes;     // used when maps are created; pinned maps keep theirs
   bool load_programs = true;  // false: only create or reuse the maps
 };
