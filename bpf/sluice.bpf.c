@@ -218,27 +218,29 @@ static __always_inline int reject(struct xdp_md *ctx, const struct sl_service *s
 	return XDP_DROP;
 }
 
-SEC("xdp")
-int sluice_xdp(struct xdp_md *ctx)
+/* Judge one packet. `t` records the decision on the way (only kept in test
+ * builds; otherwise the verifier prunes the record). */
+static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *g, struct sl_trace *t)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 zero = 0;
-	struct sl_global_counters *g = bpf_map_lookup_elem(&global_stats, &zero);
 	struct packet pkt = {};
 
-	count(g, SL_G_PACKETS);
+#define FATE(counter, verdict) \
+	do {                    \
+		t->global = counter; \
+		count(g, counter); \
+		return verdict;    \
+	} while (0)
+
 	int parsed = parse_packet(data, data_end, &pkt);
-	if (parsed != PARSE_OK) {
-		count(g, parsed);
-		return XDP_PASS;
-	}
+	if (parsed != PARSE_OK)
+		FATE(parsed, XDP_PASS);
 
 	struct sl_root *root = bpf_map_lookup_elem(&sl_root, &zero);
-	if (!root || !root->epoch) {
-		count(g, SL_G_NO_POLICY);
-		return XDP_PASS;
-	}
+	if (!root || !root->epoch)
+		FATE(SL_G_NO_POLICY, XDP_PASS);
 	struct policy_view pv = { .slot = root->active_slot & 1 };
 	pv.flags = root->slot_flags[pv.slot];
 
@@ -250,40 +252,37 @@ int sluice_xdp(struct xdp_md *ctx)
 			d->packets++;
 			d->bytes += data_end - data;
 		}
-		count(g, SL_G_DENIED);
-		return XDP_DROP;
+		t->deny_id = source.deny_id;
+		FATE(SL_G_DENIED, XDP_DROP);
 	}
 
-	if (pkt.fragment) {
-		count(g, SL_G_FRAGMENT);
-		return XDP_PASS;
-	}
-	if (pkt.l4proto != IPPROTO_TCP && pkt.l4proto != IPPROTO_UDP) {
-		count(g, SL_G_OTHER_L4);
-		return XDP_PASS;
-	}
+	if (pkt.fragment)
+		FATE(SL_G_FRAGMENT, XDP_PASS);
+	if (pkt.l4proto != IPPROTO_TCP && pkt.l4proto != IPPROTO_UDP)
+		FATE(SL_G_OTHER_L4, XDP_PASS);
 
 	__u32 service_id = find_service(&pv, &pkt);
 	void *services = service_id ? slot_map(&pol_services, pv.slot) : 0;
 	const struct sl_service *svc = services ? bpf_map_lookup_elem(services, &service_id) : 0;
-	if (!svc || !svc->name[0]) {
-		count(g, SL_G_NOT_SERVICE);
-		return XDP_PASS;
-	}
+	if (!svc || !svc->name[0])
+		FATE(SL_G_NOT_SERVICE, XDP_PASS);
 
 	__u32 pair = sl_pair_index(service_id, source.tenant_id, sl_config.max_tenants);
 	struct sl_counters *counters = bpf_map_lookup_elem(&pair_stats, &pair);
-	if (!counters || source.tenant_id >= sl_config.max_tenants) {
-		count(g, SL_G_OUT_OF_RANGE); /* the CLI never lets this happen */
-		return XDP_PASS;
-	}
+	if (!counters || source.tenant_id >= sl_config.max_tenants)
+		FATE(SL_G_OUT_OF_RANGE, XDP_PASS); /* the CLI never lets this happen */
+#undef FATE
 
+	t->service_id = service_id;
+	t->tenant_id = source.tenant_id;
 	if (pkt.l4proto == IPPROTO_TCP && !is_new_connection(&pkt)) {
+		t->reason = SL_R_PASSED;
 		counters->verdict[SL_R_PASSED]++;
 		return XDP_PASS;
 	}
 
 	enum sl_reason reason = admit_static(&pv, svc, service_id, pair, &pkt);
+	t->reason = reason;
 	if (reason == SL_R_ADMITTED) {
 		counters->verdict[SL_R_ADMITTED]++;
 		return XDP_PASS;
@@ -299,6 +298,22 @@ int sluice_xdp(struct xdp_md *ctx)
 	}
 	counters->verdict[reason]++;
 	return reject(ctx, svc, &pkt, g);
+}
+
+SEC("xdp")
+int sluice_xdp(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	struct sl_global_counters *g = bpf_map_lookup_elem(&global_stats, &zero);
+	struct sl_trace t = {};
+
+	count(g, SL_G_PACKETS);
+	int action = judge(ctx, g, &t);
+	if (sl_config.trace) {
+		t.action = action;
+		bpf_map_update_elem(&trace, &zero, &t, BPF_ANY);
+	}
+	return action;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -352,7 +352,21 @@ struct sl_prog_config {
 	__u32 max_tenants;  /* stride of the pair-indexed arrays */
 	__u32 ns_per_tick;  /* 10^9 / CONFIG_HZ; 0: read bpf_ktime_get_ns instead of jiffies */
 	__u8 fake_clock;    /* tests: read "now" from fake_clock[0] instead of the kernel */
-	__u8 reserved[7];
+	__u8 trace;         /* tests: record every decision in trace[0] */
+	__u8 reserved[6];
+};
+
+/* trace[0] in test builds: how the last packet was judged, so a fuzzer can
+ * compare each decision with a reference model. */
+struct sl_trace {
+	__u32 global;     /* the enum sl_global_counter that told its fate; 0 if it reached a service */
+	__u32 reason;     /* enum sl_reason, when it reached a service */
+	__u16 service_id; /* the service and tenant it was charged to (when it reached a service) */
+	__u16 tenant_id;
+	__u16 deny_id;    /* the deny rule that dropped it, or 0 */
+	__u16 reserved;
+	__u32 action;     /* XDP_PASS, XDP_DROP, XDP_TX */
+	__u32 reserved2;
 };
 
 /* ---- layout checks ------------------------------------------------------ */
@@ -379,6 +393,7 @@ SL_STATIC_ASSERT(sizeof(struct sl_source_key) == 20, "sl_source_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_counters) == 8 * SL_R__COUNT, "sl_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_service_counters) == 8 * SL_R__COUNT, "sl_service_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_prog_config) == 16, "sl_prog_config layout");
+SL_STATIC_ASSERT(sizeof(struct sl_trace) == 24, "sl_trace layout");
 SL_STATIC_ASSERT(sizeof(struct sl_global_counters) == 8 * SL_G__COUNT, "sl_global_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_deny_counters) == 16, "sl_deny_counters layout");
 SL_STATIC_ASSERT(SL_MAX_SERVICES <= 0x10000 && SL_MAX_TENANTS <= 0x10000, "ids fit 16 bits");
