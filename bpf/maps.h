@@ -144,6 +144,32 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ctl_services SEC(".maps");
 
+/* ---- observation (BPF) ----------------------------------------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_DEFAULT_FLOW_ENTRIES); /* configurable */
+	__type(key, struct sl_flow_key);
+	__type(value, struct sl_flow);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_DEFAULT_MAX_SERVICES); /* geometry */
+	__type(key, __u32); /* service id */
+	__type(value, struct sl_obs_shared);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} obs_shared SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_DEFAULT_MAX_SERVICES); /* geometry */
+	__type(key, __u32); /* service id */
+	__type(value, struct sl_obs_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} obs_stats SEC(".maps");
+
 /* ---- state (BPF) ------------------------------------------------------ */
 
 struct {
@@ -185,6 +211,12 @@ struct {
 	__type(value, struct sl_global_counters);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } global_stats SEC(".maps");
+
+static __always_inline void count(struct sl_global_counters *g, int which)
+{
+	if (g && which >= 0 && which < SL_G__COUNT)
+		g->c[which]++;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Packet parsing for the XDP data path: Ethernet with up to two VLAN tags,
- * IPv4 with options, IPv6 with a bounded walk over extension headers, TCP
- * and UDP. Parsing never guesses: anything it cannot read with certainty is
+ * Packet parsing for the data path: Ethernet with up to two VLAN tags, IPv4
+ * with options, IPv6 with a bounded walk over extension headers, TCP and
+ * UDP. Parsing never guesses: anything it cannot read with certainty is
  * reported as a global counter and the packet is passed uncharged.
+ *
+ * Headers are read from [data, data_end); lengths are checked against
+ * wire_len, the whole packet's length. In XDP the two agree; at TC egress a
+ * GSO super-packet's payload may lie outside the linear data.
  */
 #ifndef SLUICE_BPF_PARSE_H
 #define SLUICE_BPF_PARSE_H
@@ -43,7 +47,9 @@ struct packet {
 	__u8 tcp_flags;     /* byte 13 of the TCP header */
 	__u16 sport, dport; /* host byte order */
 	__u32 tcp_seq;      /* host byte order */
+	__u32 tcp_ack;      /* host byte order */
 	__u32 tcp_payload;  /* TCP payload bytes (a SYN may carry data) */
+	__u32 payload_off;  /* where the TCP or UDP payload starts */
 	__u8 saddr[16];     /* IPv4-mapped for IPv4 */
 	__u8 daddr[16];
 };
@@ -77,7 +83,8 @@ struct ipv6_frag_hdr {
 	__be32 identification;
 };
 
-static __always_inline int parse_ipv4(void *data, void *data_end, __u32 off, struct packet *pkt)
+static __always_inline int parse_ipv4(void *data, void *data_end, __u32 wire_len, __u32 off,
+				      struct packet *pkt)
 {
 	struct iphdr *ip = data + off;
 
@@ -89,7 +96,7 @@ static __always_inline int parse_ipv4(void *data, void *data_end, __u32 off, str
 	__u32 tot_len = bpf_ntohs(ip->tot_len);
 	if (tot_len < hdr_len)
 		return PARSE_MALFORMED;
-	if (data + off + tot_len > data_end)
+	if (off + tot_len > wire_len)
 		return PARSE_TRUNCATED;
 
 	pkt->family = 4;
@@ -104,7 +111,8 @@ static __always_inline int parse_ipv4(void *data, void *data_end, __u32 off, str
 	return PARSE_OK;
 }
 
-static __always_inline int parse_ipv6(void *data, void *data_end, __u32 off, struct packet *pkt)
+static __always_inline int parse_ipv6(void *data, void *data_end, __u32 wire_len, __u32 off,
+				      struct packet *pkt)
 {
 	struct ipv6hdr *ip6 = data + off;
 
@@ -113,7 +121,7 @@ static __always_inline int parse_ipv6(void *data, void *data_end, __u32 off, str
 	if (ip6->version != 6)
 		return PARSE_MALFORMED;
 	__u32 payload_len = bpf_ntohs(ip6->payload_len);
-	if (data + off + sizeof(*ip6) + payload_len > data_end)
+	if (off + sizeof(*ip6) + payload_len > wire_len)
 		return PARSE_TRUNCATED;
 
 	pkt->family = 6;
@@ -175,19 +183,22 @@ static __always_inline int parse_l4(void *data, void *data_end, struct packet *p
 		pkt->dport = bpf_ntohs(tcp->dest);
 		pkt->tcp_seq = bpf_ntohl(tcp->seq);
 		pkt->tcp_flags = ((__u8 *)tcp)[13];
+		pkt->tcp_ack = bpf_ntohl(tcp->ack_seq);
 		pkt->tcp_payload = pkt->l4_len - tcp->doff * 4;
+		pkt->payload_off = pkt->l4_off + tcp->doff * 4;
 	} else if (pkt->l4proto == IPPROTO_UDP) {
 		struct udphdr *udp = data + pkt->l4_off;
 		if ((void *)(udp + 1) > data_end || pkt->l4_len < sizeof(*udp))
 			return PARSE_TRUNCATED;
 		pkt->sport = bpf_ntohs(udp->source);
 		pkt->dport = bpf_ntohs(udp->dest);
+		pkt->payload_off = pkt->l4_off + sizeof(*udp);
 	}
 	return PARSE_OK;
 }
 
 /* Parse an Ethernet frame. Returns PARSE_OK or the global counter to bump. */
-static __always_inline int parse_packet(void *data, void *data_end, struct packet *pkt)
+static __always_inline int parse_packet(void *data, void *data_end, __u32 wire_len, struct packet *pkt)
 {
 	struct ethhdr *eth = data;
 	__u32 off = sizeof(*eth);
@@ -211,9 +222,9 @@ static __always_inline int parse_packet(void *data, void *data_end, struct packe
 
 	int rc;
 	if (proto == ETH_P_IP)
-		rc = parse_ipv4(data, data_end, off, pkt);
+		rc = parse_ipv4(data, data_end, wire_len, off, pkt);
 	else if (proto == ETH_P_IPV6)
-		rc = parse_ipv6(data, data_end, off, pkt);
+		rc = parse_ipv6(data, data_end, wire_len, off, pkt);
 	else
 		return PARSE_NOT_IP;
 	if (rc != PARSE_OK)

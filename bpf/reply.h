@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Crafted replies: turn a refused SYN into a RST+ACK in place and send it
- * back out of the interface it came in on (XDP_TX). The client's connect()
- * fails at once with "connection refused" instead of retransmitting.
+ * Crafted replies: turn a refused packet into a RST+ACK in place and send
+ * it back out of the interface it came in on (XDP_TX). A refused SYN makes
+ * the client's connect() fail at once with "connection refused"; a refused
+ * request on an established connection resets it ("connection reset").
  *
  * The reply keeps the Ethernet and VLAN headers (addresses swapped), drops
  * IPv4 options and IPv6 extension headers, and carries correct IP and TCP
@@ -43,15 +44,13 @@ static __always_inline __u16 csum_fold(__u32 sum)
 	return (__u16)~sum;
 }
 
-/* The RST answering a SYN: RFC 793, "If the incoming segment has no ACK
- * field, the reset takes its sequence number zero and the ACK field is set
- * to the sum of the sequence number and segment length". */
-static __always_inline void fill_rst_tcp(struct tcphdr *tcp, const struct packet *pkt)
+static __always_inline void fill_rst_tcp(struct tcphdr *tcp, const struct packet *pkt, __u32 seq, __u32 ack)
 {
 	__builtin_memset(tcp, 0, sizeof(*tcp));
 	tcp->source = bpf_htons(pkt->dport);
 	tcp->dest = bpf_htons(pkt->sport);
-	tcp->ack_seq = bpf_htonl(pkt->tcp_seq + 1 + pkt->tcp_payload);
+	tcp->seq = bpf_htonl(seq);
+	tcp->ack_seq = bpf_htonl(ack);
 	tcp->doff = 5;
 	tcp->rst = 1;
 	tcp->ack = 1;
@@ -76,7 +75,7 @@ static __always_inline int trim_to(struct xdp_md *ctx, __u32 len)
 	return bpf_xdp_adjust_tail(ctx, (int)len - (int)have);
 }
 
-static __always_inline int build_rst_v4(struct xdp_md *ctx, const struct packet *pkt)
+static __always_inline int build_rst_v4(struct xdp_md *ctx, const struct packet *pkt, __u32 seq, __u32 ack)
 {
 	struct rst_v4 r;
 
@@ -91,7 +90,7 @@ static __always_inline int build_rst_v4(struct xdp_md *ctx, const struct packet 
 	__builtin_memcpy(&r.ip.daddr, pkt->saddr + 12, 4);
 	r.ip.check = csum_fold(csum_words(&r.ip, sizeof(r.ip)));
 
-	fill_rst_tcp(&r.tcp, pkt);
+	fill_rst_tcp(&r.tcp, pkt, seq, ack);
 	__u32 sum = csum_words(&r.ip.saddr, 8) + bpf_htons(IPPROTO_TCP) +
 		    bpf_htons(sizeof(r.tcp)) + csum_words(&r.tcp, sizeof(r.tcp));
 	r.tcp.check = csum_fold(sum);
@@ -110,7 +109,7 @@ static __always_inline int build_rst_v4(struct xdp_md *ctx, const struct packet 
 	return 0;
 }
 
-static __always_inline int build_rst_v6(struct xdp_md *ctx, const struct packet *pkt)
+static __always_inline int build_rst_v6(struct xdp_md *ctx, const struct packet *pkt, __u32 seq, __u32 ack)
 {
 	struct rst_v6 r;
 
@@ -122,7 +121,7 @@ static __always_inline int build_rst_v6(struct xdp_md *ctx, const struct packet 
 	__builtin_memcpy(&r.ip6.saddr, pkt->daddr, 16);
 	__builtin_memcpy(&r.ip6.daddr, pkt->saddr, 16);
 
-	fill_rst_tcp(&r.tcp, pkt);
+	fill_rst_tcp(&r.tcp, pkt, seq, ack);
 	__u32 sum = csum_words(&r.ip6.saddr, 32) + bpf_htons(sizeof(r.tcp)) +
 		    bpf_htons(IPPROTO_TCP) + csum_words(&r.tcp, sizeof(r.tcp));
 	r.tcp.check = csum_fold(sum);
@@ -141,10 +140,21 @@ static __always_inline int build_rst_v6(struct xdp_md *ctx, const struct packet 
 	return 0;
 }
 
-/* Rewrite the packet into a RST+ACK answering it; returns 0 on success. */
+/*
+ * Rewrite the packet into the RST+ACK answering it; returns 0 on success.
+ * A SYN (RFC 793): "If the incoming segment has no ACK field, the reset
+ * takes its sequence number zero and the ACK field is set to the sum of the
+ * sequence number and segment length". A segment of an established
+ * connection: the reset carries exactly the sequence number the client
+ * expects next, the one it acknowledged (RFC 5961 accepts nothing else).
+ */
 static __always_inline int build_rst(struct xdp_md *ctx, const struct packet *pkt)
 {
-	return pkt->family == 4 ? build_rst_v4(ctx, pkt) : build_rst_v6(ctx, pkt);
+	int syn = pkt->tcp_flags & TCP_FL_SYN;
+	__u32 seq = syn ? 0 : pkt->tcp_ack;
+	__u32 ack = pkt->tcp_seq + pkt->tcp_payload + (syn ? 1 : 0);
+
+	return pkt->family == 4 ? build_rst_v4(ctx, pkt, seq, ack) : build_rst_v6(ctx, pkt, seq, ack);
 }
 
 #endif /* SLUICE_BPF_REPLY_H */

@@ -1,200 +1,30 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * sluice ingress: XDP admission control.
+ * sluice: admission control in the kernel.
  *
+ * XDP ingress:
  *   parse -> source class (deny, tenant) -> service -> admission -> verdict
+ * Units of admission are new TCP connections (a plain SYN) and UDP
+ * datagrams, and for services the controller governs (SL_SVC_TRACK) also
+ * new requests on established connections. Static limits (buckets) charge
+ * connections and datagrams; adaptive limits (breaker, probability,
+ * in-flight) apply to all new work. Packets of admitted work pass uncharged;
+ * anything that cannot be parsed passes uncharged and is counted.
  *
- * Only units of admission are charged: a new TCP connection (a SYN without
- * ACK) for TCP services, a datagram for UDP services. Packets of established
- * connections and non-first fragments pass uncharged, and anything that
- * cannot be parsed passes uncharged and is counted.
+ * TC egress: ends the requests of tracked services at their first response
+ * byte (latency, status, in-flight).
  */
 #include <linux/bpf.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
 #include "sluice/abi.h"
-#include "sluice/gcra.h"
+#include "adaptive.h"
 #include "maps.h"
+#include "observe.h"
 #include "parse.h"
+#include "policy_view.h"
 #include "reply.h"
-
-const volatile struct sl_prog_config sl_config = {};
-
-/* The policy slot this packet is judged by, read once per packet. */
-struct policy_view {
-	__u32 slot;
-	__u32 flags; /* enum sl_policy_flags of that slot */
-};
-
-static __always_inline void *slot_map(void *outer, __u32 slot)
-{
-	return bpf_map_lookup_elem(outer, &slot);
-}
-
-/*
- * "Now" for the buckets, in nanoseconds at tick resolution: jiffies cost
- * about 1 ns to read where bpf_ktime_get_ns costs 30, more than the rest of
- * the admission path. A GCRA stays exact over time with a coarse clock (a
- * tick releases rate x tick units at once, never more in total); this clock
- * is only compared with itself, never with user-space times.
- */
-static __always_inline __u64 bucket_clock(void)
-{
-	if (sl_config.fake_clock) {
-		__u32 zero = 0;
-		__u64 *now = bpf_map_lookup_elem(&fake_clock, &zero);
-		return now ? *now : 0;
-	}
-	if (sl_config.ns_per_tick)
-		return bpf_jiffies64() * sl_config.ns_per_tick;
-	return bpf_ktime_get_ns();
-}
-
-static __always_inline void count(struct sl_global_counters *g, int which)
-{
-	if (g && which >= 0 && which < SL_G__COUNT)
-		g->c[which]++;
-}
-
-/* Classify the source: longest match in the merged tenant/deny trie. */
-static __always_inline struct sl_source_class classify_source(const struct policy_view *pv,
-							       const struct packet *pkt)
-{
-	struct sl_source_class none = {};
-	struct sl_source_class *cls = 0;
-
-	if (pkt->family == 4) {
-		if (!(pv->flags & SL_POL_SRC_V4))
-			return none;
-		void *table = slot_map(&pol_src4_table, pv->slot);
-		if (!table)
-			return none;
-		/* Down the /16, /24, /32 levels until an entry holds a class. */
-		__u32 addr = (__u32)pkt->saddr[12] << 24 | (__u32)pkt->saddr[13] << 16 |
-			     (__u32)pkt->saddr[14] << 8 | pkt->saddr[15];
-		__u32 index = addr >> 16;
-		__u32 *entry = bpf_map_lookup_elem(table, &index);
-		if (entry && (*entry & SL_SRC4_NEXT)) {
-			index = (*entry & ~SL_SRC4_NEXT) + ((addr >> 8) & 0xff);
-			entry = bpf_map_lookup_elem(table, &index);
-		}
-		if (entry && (*entry & SL_SRC4_NEXT)) {
-			index = (*entry & ~SL_SRC4_NEXT) + (addr & 0xff);
-			entry = bpf_map_lookup_elem(table, &index);
-		}
-		if (!entry || (*entry & SL_SRC4_NEXT))
-			return none;
-		struct sl_source_class found = { .tenant_id = sl_src4_tenant(*entry),
-						 .deny_id = sl_src4_deny(*entry) };
-		return found;
-	} else {
-		if (!(pv->flags & SL_POL_SRC_V6))
-			return none;
-		void *trie = slot_map(&pol_src_v6, pv->slot);
-		if (!trie)
-			return none;
-		struct sl_lpm_v6_key key = { .prefixlen = 128 };
-		__builtin_memcpy(key.addr, pkt->saddr, 16);
-		cls = bpf_map_lookup_elem(trie, &key);
-	}
-	return cls ? *cls : none;
-}
-
-/* The service a packet is addressed to, or 0. */
-static __always_inline __u32 find_service(const struct policy_view *pv, const struct packet *pkt)
-{
-	__u32 proto_index;
-
-	if (pkt->l4proto == IPPROTO_TCP)
-		proto_index = SL_PROTO_TCP;
-	else if (pkt->l4proto == IPPROTO_UDP)
-		proto_index = SL_PROTO_UDP;
-	else
-		return 0;
-
-	void *ports = slot_map(&pol_ports, pv->slot);
-	if (!ports)
-		return 0;
-	__u32 index = proto_index << 16 | pkt->dport;
-	struct sl_port_entry *port = bpf_map_lookup_elem(ports, &index);
-	if (!port)
-		return 0;
-	if (port->flags & SL_PORT_BY_ADDR) {
-		void *by_addr = slot_map(&pol_svc_addr, pv->slot);
-		if (by_addr) {
-			struct sl_addr_key key = { .proto_index = proto_index, .port = pkt->dport };
-			__builtin_memcpy(key.addr, pkt->daddr, 16);
-			__u32 *id = bpf_map_lookup_elem(by_addr, &key);
-			if (id)
-				return *id;
-		}
-	}
-	return port->any_addr_service;
-}
-
-/* A per-source bucket, created on first use (the LRU evicts idle ones). */
-static __always_inline struct sl_bucket *source_bucket(const struct sl_source_key *key)
-{
-	struct sl_bucket *b = bpf_map_lookup_elem(&source_buckets, key);
-
-	if (b)
-		return b;
-	struct sl_bucket fresh = {}; /* TAT 0: the bucket starts full */
-	bpf_map_update_elem(&source_buckets, key, &fresh, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&source_buckets, key);
-}
-
-/*
- * Take one unit from a GCRA bucket with compare-and-swap, so CPUs racing on
- * one bucket never admit more than the bucket allows. A lost race re-reads
- * the TAT and decides again; the bound only exists for the verifier.
- */
-static __always_inline int bucket_take(struct sl_bucket *b, __u64 now, const struct sl_rate *rate)
-{
-	__u64 tat = b->tat_ns;
-
-#pragma unroll
-	for (int attempt = 0; attempt < 4; attempt++) {
-		__u64 next;
-		if (!sl_gcra_conforms(tat, now, rate, &next))
-			return 0;
-		__u64 seen = __sync_val_compare_and_swap(&b->tat_ns, tat, next);
-		if (seen == tat)
-			return 1;
-		tat = seen;
-	}
-	return 0;
-}
-
-/* Static admission: the per-source bucket, then the (service, tenant) bucket. */
-static __always_inline enum sl_reason admit_static(const struct policy_view *pv,
-						   const struct sl_service *svc, __u32 service_id,
-						   __u32 pair, const struct packet *pkt)
-{
-	__u64 now = bucket_clock();
-
-	if (svc->flags & SL_SVC_PER_SOURCE) {
-		struct sl_source_key key = { .service_id = service_id };
-		__builtin_memcpy(key.addr, pkt->saddr, 16);
-		struct sl_bucket *b = source_bucket(&key);
-		if (b && !bucket_take(b, now, &svc->per_source))
-			return SL_R_SOURCE_LIMIT;
-	}
-
-	const struct sl_rate *rate = &svc->rate;
-	if (svc->flags & SL_SVC_TENANT_LIMITS) {
-		void *limits = slot_map(&pol_limits, pv->slot);
-		struct sl_rate *own = limits ? bpf_map_lookup_elem(limits, &pair) : 0;
-		if (own && own->interval_ns)
-			rate = own;
-	}
-	if (rate->interval_ns) {
-		struct sl_bucket *b = bpf_map_lookup_elem(&pair_buckets, &pair);
-		if (b && !bucket_take(b, now, rate))
-			return SL_R_TENANT_LIMIT;
-	}
-	return SL_R_ADMITTED;
-}
 
 /* A plain SYN opens a connection. SYN+FIN and SYN+RST open nothing (the
  * stack discards them): they pass uncharged and are never answered. */
@@ -218,14 +48,114 @@ static __always_inline int reject(struct xdp_md *ctx, const struct sl_service *s
 	return XDP_DROP;
 }
 
+/* Refused work in dry run is counted as what would have been shed, then let in. */
+static __always_inline int dry_run(__u32 service_id, enum sl_reason reason)
+{
+	struct sl_service_counters *sc = bpf_map_lookup_elem(&service_stats, &service_id);
+
+	if (sc && reason < SL_R__COUNT)
+		sc->would_shed[reason]++;
+	return XDP_PASS;
+}
+
+/* Everything a decision about one packet needs once its service is known. */
+struct judged {
+	struct xdp_md *ctx;
+	const struct policy_view *pv;
+	const struct sl_service *svc;
+	const struct packet *pkt;
+	struct sl_counters *counters;
+	struct sl_global_counters *g;
+	struct sl_trace *t;
+	__u32 service_id;
+	__u32 tenant_id;
+	__u32 pair;
+};
+
+/* A segment of an established connection to a tracked TCP service: ends
+ * the pending request on FIN/RST, starts a request on payload if the flow
+ * is idle and the controller allows it. */
+static __always_inline int track_client_segment(const struct judged *j)
+{
+	const struct packet *pkt = j->pkt;
+	int closing = pkt->tcp_flags & (TCP_FL_FIN | TCP_FL_RST);
+
+	j->t->reason = SL_R_PASSED;
+	if (!closing && pkt->tcp_payload == 0) {
+		j->counters->verdict[SL_R_PASSED]++;
+		return XDP_PASS; /* a pure ACK says nothing about requests */
+	}
+	struct sl_flow_key key = {};
+	flow_key_from_client(&key, pkt);
+	struct sl_flow *f = bpf_map_lookup_elem(&flows, &key);
+	if (closing || (f && f->started_ns)) {
+		if (closing && f) {
+			request_aborted(f, 0);
+			bpf_map_delete_elem(&flows, &key);
+		}
+		j->counters->verdict[SL_R_PASSED]++;
+		return XDP_PASS; /* the end of a flow, or more of a pending request */
+	}
+
+	__u64 now = precise_clock();
+	__u32 level = tenant_level(j->pv, j->tenant_id);
+	enum sl_reason reason = admit_adaptive(j->pv, j->service_id, level, now, j->g);
+	j->t->reason = reason;
+	if (reason != SL_R_ADMITTED && !(j->svc->flags & SL_SVC_DRY_RUN)) {
+		if (reason < SL_R__COUNT)
+			j->counters->verdict[reason]++;
+		return reject(j->ctx, j->svc, pkt, j->g);
+	}
+	if (reason != SL_R_ADMITTED)
+		dry_run(j->service_id, reason);
+	j->t->reason = SL_R_REQUEST;
+	request_begin(&key, j->service_id, j->tenant_id, level, now);
+	j->counters->verdict[SL_R_REQUEST]++;
+	return XDP_PASS;
+}
+
+/* A unit of admission: a new connection or a datagram. */
+static __always_inline int admit_unit(const struct judged *j)
+{
+	int tracked = j->svc->flags & SL_SVC_TRACK;
+	enum sl_reason reason = SL_R_ADMITTED;
+	__u64 now = 0;
+	__u32 level = 0;
+
+	if (tracked) {
+		now = precise_clock();
+		level = tenant_level(j->pv, j->tenant_id);
+		reason = admit_adaptive(j->pv, j->service_id, level, now, j->g);
+	}
+	if (reason == SL_R_ADMITTED)
+		reason = admit_static(j->pv, j->svc, j->service_id, j->pair, j->pkt);
+	j->t->reason = reason;
+	if (reason >= SL_R__COUNT)
+		return XDP_PASS;
+	if (reason != SL_R_ADMITTED) {
+		if (!(j->svc->flags & SL_SVC_DRY_RUN)) {
+			j->counters->verdict[reason]++;
+			return reject(j->ctx, j->svc, j->pkt, j->g);
+		}
+		dry_run(j->service_id, reason);
+	}
+	j->counters->verdict[SL_R_ADMITTED]++;
+	if (tracked && j->pkt->l4proto == IPPROTO_UDP) {
+		struct sl_flow_key key = {};
+		flow_key_from_client(&key, j->pkt);
+		request_begin(&key, j->service_id, j->tenant_id, level, now); /* a datagram is a request */
+	}
+	return XDP_PASS;
+}
+
 /* Judge one packet. `t` records the decision on the way (only kept in test
  * builds; otherwise the verifier prunes the record). */
 static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *g, struct sl_trace *t)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 zero = 0;
 	struct packet pkt = {};
+	struct policy_view pv = {};
 
 #define FATE(counter, verdict) \
 	do {                    \
@@ -234,15 +164,11 @@ static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *
 		return verdict;    \
 	} while (0)
 
-	int parsed = parse_packet(data, data_end, &pkt);
+	int parsed = parse_packet(data, data_end, data_end - data, &pkt);
 	if (parsed != PARSE_OK)
 		FATE(parsed, XDP_PASS);
-
-	struct sl_root *root = bpf_map_lookup_elem(&sl_root, &zero);
-	if (!root || !root->epoch)
+	if (!policy_view_get(&pv))
 		FATE(SL_G_NO_POLICY, XDP_PASS);
-	struct policy_view pv = { .slot = root->active_slot & 1 };
-	pv.flags = root->slot_flags[pv.slot];
 
 	struct sl_source_class source = classify_source(&pv, &pkt);
 	if (source.deny_id) {
@@ -261,10 +187,9 @@ static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *
 	if (pkt.l4proto != IPPROTO_TCP && pkt.l4proto != IPPROTO_UDP)
 		FATE(SL_G_OTHER_L4, XDP_PASS);
 
-	__u32 service_id = find_service(&pv, &pkt);
-	void *services = service_id ? slot_map(&pol_services, pv.slot) : 0;
-	const struct sl_service *svc = services ? bpf_map_lookup_elem(services, &service_id) : 0;
-	if (!svc || !svc->name[0])
+	__u32 service_id = find_service(&pv, pkt.l4proto, pkt.dport, pkt.daddr);
+	const struct sl_service *svc = service_get(&pv, service_id);
+	if (!svc)
 		FATE(SL_G_NOT_SERVICE, XDP_PASS);
 
 	__u32 pair = sl_pair_index(service_id, source.tenant_id, sl_config.max_tenants);
@@ -275,29 +200,16 @@ static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *
 
 	t->service_id = service_id;
 	t->tenant_id = source.tenant_id;
+	struct judged j = { .ctx = ctx, .pv = &pv, .svc = svc, .pkt = &pkt, .counters = counters, .g = g,
+			    .t = t, .service_id = service_id, .tenant_id = source.tenant_id, .pair = pair };
 	if (pkt.l4proto == IPPROTO_TCP && !is_new_connection(&pkt)) {
+		if (svc->flags & SL_SVC_TRACK)
+			return track_client_segment(&j);
 		t->reason = SL_R_PASSED;
 		counters->verdict[SL_R_PASSED]++;
 		return XDP_PASS;
 	}
-
-	enum sl_reason reason = admit_static(&pv, svc, service_id, pair, &pkt);
-	t->reason = reason;
-	if (reason == SL_R_ADMITTED) {
-		counters->verdict[SL_R_ADMITTED]++;
-		return XDP_PASS;
-	}
-	if (reason >= SL_R__COUNT)
-		return XDP_PASS;
-	if (svc->flags & SL_SVC_DRY_RUN) {
-		struct sl_service_counters *sc = bpf_map_lookup_elem(&service_stats, &service_id);
-		if (sc)
-			sc->would_shed[reason]++;
-		counters->verdict[SL_R_ADMITTED]++;
-		return XDP_PASS;
-	}
-	counters->verdict[reason]++;
-	return reject(ctx, svc, &pkt, g);
+	return admit_unit(&j);
 }
 
 SEC("xdp")
@@ -314,6 +226,56 @@ int sluice_xdp(struct xdp_md *ctx)
 		bpf_map_update_elem(&trace, &zero, &t, BPF_ANY);
 	}
 	return action;
+}
+
+/* "HTTP/1.x 5" at the start of a response payload. */
+static __always_inline int http_server_error(struct __sk_buff *skb, const struct packet *pkt)
+{
+	char status[10];
+
+	if (bpf_skb_load_bytes(skb, pkt->payload_off, status, sizeof(status)) != 0)
+		return 0;
+	return status[0] == 'H' && status[1] == 'T' && status[2] == 'T' && status[3] == 'P' && status[4] == '/' &&
+	       status[5] == '1' && status[6] == '.' && status[8] == ' ' && status[9] == '5';
+}
+
+SEC("tc")
+int sluice_tc_egress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct packet pkt = {};
+	struct policy_view pv = {};
+
+	if (!policy_view_get(&pv) || !(pv.flags & SL_POL_TRACKING))
+		return TC_ACT_OK;
+	if (parse_packet(data, data_end, skb->len, &pkt) != PARSE_OK || pkt.fragment)
+		return TC_ACT_OK;
+	int tcp = pkt.l4proto == IPPROTO_TCP;
+	int closing = tcp && (pkt.tcp_flags & (TCP_FL_FIN | TCP_FL_RST));
+	if (tcp && !closing && pkt.tcp_payload == 0)
+		return TC_ACT_OK; /* ACKs and SYN-ACKs answer nothing */
+
+	__u32 service_id = find_service(&pv, pkt.l4proto, pkt.sport, pkt.saddr);
+	const struct sl_service *svc = service_get(&pv, service_id);
+	if (!svc || !(svc->flags & SL_SVC_TRACK))
+		return TC_ACT_OK;
+
+	struct sl_flow_key key = {};
+	flow_key_from_server(&key, &pkt);
+	struct sl_flow *f = bpf_map_lookup_elem(&flows, &key);
+	if (!f)
+		return TC_ACT_OK;
+	if (closing) {
+		request_aborted(f, 1);
+		bpf_map_delete_elem(&flows, &key);
+		return TC_ACT_OK;
+	}
+	if (f->started_ns) {
+		int error = (svc->flags & SL_SVC_HTTP) && http_server_error(skb, &pkt);
+		request_answered(f, svc, precise_clock(), error);
+	}
+	return TC_ACT_OK;
 }
 
 char LICENSE[] SEC("license") = "GPL";

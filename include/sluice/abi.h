@@ -23,6 +23,8 @@
 
 #include <linux/types.h>
 
+#include "sluice/histogram.h"
+
 #ifdef __cplusplus
 #include <cstddef>
 #define SL_STATIC_ASSERT(c, m) static_assert(c, m)
@@ -64,8 +66,9 @@ enum sl_proto_index {
 
 /* What the data path must know about a slot before looking anything up. */
 enum sl_policy_flags {
-	SL_POL_SRC_V4 = 1 << 0, /* the IPv4 source trie has entries */
-	SL_POL_SRC_V6 = 1 << 1, /* the IPv6 source trie has entries */
+	SL_POL_SRC_V4 = 1 << 0,   /* the IPv4 source trie has entries */
+	SL_POL_SRC_V6 = 1 << 1,   /* the IPv6 source trie has entries */
+	SL_POL_TRACKING = 1 << 2, /* some service has SL_SVC_TRACK: egress has work */
 };
 
 /*
@@ -161,6 +164,7 @@ struct sl_service_tuning {
 	__u16 breaker_probes;       /* admissions allowed while HALF_OPEN */
 	__u16 sre_k_milli;          /* SRE throttling K, in thousandths */
 	__u32 reserved[2];
+	char cgroup[64];            /* the service's cgroup (v2 path) for its CPU; empty: the host's */
 };
 
 /* pol_services[slot][service id]. */
@@ -275,13 +279,61 @@ struct sl_control_header {
 #define SL_LEVELS 3
 #define SL_P_ONE 0xffffffffu /* reject_p scale: SL_P_ONE means always reject */
 
-/* ctl_services[service id]. */
+/*
+ * ctl_services[service id]. Priority levels share one adaptive limit L:
+ * level 0 may fill it, level 1 is refused from 90% of it, level 2 from 80%,
+ * so under overload level 2 is shed first and level 0 last. The controller
+ * writes the three thresholds; the data path compares in-flight work with
+ * the one of the request's level.
+ */
 struct sl_control {
 	__u32 max_inflight[SL_LEVELS]; /* per priority level; 0 = no limit */
 	__u32 reject_p;                /* probability of refusing, / SL_P_ONE */
 	__u64 probe_limit;             /* HALF_OPEN: admit while probes_admitted < this */
 	__u8 breaker_state;            /* enum sl_breaker_state */
-	__u8 reserved[7];
+	__u8 reserved[3];
+	__s32 inflight_bias;           /* leaked in-flight (flows the LRU evicted while pending) */
+};
+
+/* ---- observation: written by the BPF programs --------------------------- */
+
+/*
+ * flows: request/response pairing per connection (TCP) or 5-tuple (UDP) of a
+ * service with SL_SVC_TRACK. A request starts with the first client payload
+ * on an idle flow and completes with the first server payload after it.
+ */
+struct sl_flow_key {
+	__u8 client[16]; /* IPv4-mapped when IPv4 */
+	__u8 server[16];
+	__u16 client_port;
+	__u16 server_port;
+	__u8 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 reserved[3];
+};
+struct sl_flow {
+	__u64 started_ns; /* bpf_ktime_get_ns of the request's first byte; 0: idle */
+	__u16 service_id;
+	__u16 tenant_id;
+	__u8 level;
+	__u8 reserved[3];
+};
+
+/* obs_shared[service id]: shared counters changed with atomic adds. */
+struct sl_obs_shared {
+	__s64 inflight;        /* requests started and not yet ended */
+	__u64 probes_admitted; /* admissions while HALF_OPEN, ever */
+};
+
+/* obs_stats[service id], per CPU: what requests did. */
+struct sl_obs_counters {
+	__u64 started;        /* requests begun */
+	__u64 responses;      /* requests answered (whatever the status) */
+	__u64 errors;         /* answered with an HTTP 5xx (services with SL_SVC_HTTP) */
+	__u64 timeouts;       /* answered later than the service's timeout */
+	__u64 server_aborts;  /* the server reset or closed with a request pending */
+	__u64 client_aborts;  /* the client reset or closed with a request pending */
+	__u64 latency_sum_ns; /* of responses */
+	__u64 hist[SL_HIST_BUCKETS]; /* response latency, see histogram.h */
 };
 
 /* ---- state: written by the BPF programs -------------------------------- */
@@ -300,6 +352,7 @@ struct sl_source_key {
 enum sl_reason {
 	SL_R_ADMITTED = 0, /* a unit of admission (new connection, datagram, request) let in */
 	SL_R_PASSED,       /* packets of admitted work, not charged (established TCP, fragments) */
+	SL_R_REQUEST,      /* requests begun on established connections (tracked services) */
 	SL_R_TENANT_LIMIT, /* over the (service, tenant) bucket */
 	SL_R_SOURCE_LIMIT, /* over the per-source bucket */
 	SL_R_INFLIGHT,     /* over the adaptive in-flight limit */
@@ -376,8 +429,8 @@ SL_STATIC_ASSERT(sizeof(struct sl_policy_info) == 16, "sl_policy_info layout");
 SL_STATIC_ASSERT(sizeof(struct sl_port_entry) == 4, "sl_port_entry layout");
 SL_STATIC_ASSERT(sizeof(struct sl_addr_key) == 20, "sl_addr_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_rate) == 32, "sl_rate layout");
-SL_STATIC_ASSERT(sizeof(struct sl_service_tuning) == 40, "sl_service_tuning layout");
-SL_STATIC_ASSERT(sizeof(struct sl_service) == 168, "sl_service layout");
+SL_STATIC_ASSERT(sizeof(struct sl_service_tuning) == 104, "sl_service_tuning layout");
+SL_STATIC_ASSERT(sizeof(struct sl_service) == 232, "sl_service layout");
 SL_STATIC_ASSERT(__builtin_offsetof(struct sl_service, rate) == 64, "sl_service.rate offset");
 SL_STATIC_ASSERT(__builtin_offsetof(struct sl_service, tuning) == 128, "sl_service.tuning offset");
 SL_STATIC_ASSERT(sizeof(struct sl_tenant) == 40, "sl_tenant layout");
@@ -389,6 +442,10 @@ SL_STATIC_ASSERT(sizeof(struct sl_attachment) == 24, "sl_attachment layout");
 SL_STATIC_ASSERT(sizeof(struct sl_control_header) == 16, "sl_control_header layout");
 SL_STATIC_ASSERT(sizeof(struct sl_control) == 32, "sl_control layout");
 SL_STATIC_ASSERT(sizeof(struct sl_bucket) == 8, "sl_bucket layout");
+SL_STATIC_ASSERT(sizeof(struct sl_flow_key) == 40, "sl_flow_key layout");
+SL_STATIC_ASSERT(sizeof(struct sl_flow) == 16, "sl_flow layout");
+SL_STATIC_ASSERT(sizeof(struct sl_obs_shared) == 16, "sl_obs_shared layout");
+SL_STATIC_ASSERT(sizeof(struct sl_obs_counters) == 8 * (7 + SL_HIST_BUCKETS), "sl_obs_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_source_key) == 20, "sl_source_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_counters) == 8 * SL_R__COUNT, "sl_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_service_counters) == 8 * SL_R__COUNT, "sl_service_counters layout");

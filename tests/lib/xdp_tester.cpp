@@ -45,6 +45,29 @@ XdpResult XdpTester::run(const std::vector<uint8_t>& frame, uint32_t repeat) {
   return r;
 }
 
+int XdpTester::run_egress(const std::vector<uint8_t>& frame) {
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_size_in = static_cast<uint32_t>(frame.size()));
+  int err = bpf_prog_test_run_opts(bpf_program__fd(dp_->skel()->progs.sluice_tc_egress), &opts);
+  if (err) throw SystemError("BPF_PROG_TEST_RUN (egress)", -err);
+  return static_cast<int>(opts.retval);
+}
+
+void XdpTester::set_control(const std::string& service, const sl_control& control) {
+  uint32_t id = running().ids.services.at(service);
+  kernel::map_update(dp_->map_fd(dp_->skel()->maps.ctl_services), id, control, "ctl_services");
+}
+
+void XdpTester::set_heartbeat(uint64_t ns) {
+  uint32_t zero = 0;
+  sl_control_header h{};
+  h.heartbeat_ns = ns;
+  kernel::map_update(dp_->map_fd(dp_->skel()->maps.ctl_header), zero, h, "ctl_header");
+}
+
+kernel::Observation XdpTester::observe(const std::string& service) const {
+  return kernel::read_observation(*dp_, running().ids.services.at(service));
+}
+
 kernel::RunningPolicy XdpTester::running() const { return kernel::PolicyStore(*dp_).read(); }
 
 kernel::CounterSnapshot XdpTester::counters() const { return kernel::read_counters(*dp_, running().ids); }

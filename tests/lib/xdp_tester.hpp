@@ -10,6 +10,7 @@
 
 #include "kernel/counters.hpp"
 #include "kernel/datapath.hpp"
+#include "kernel/observation.hpp"
 #include "kernel/policy_store.hpp"
 #include "policy/policy.hpp"
 
@@ -29,6 +30,15 @@ class XdpTester {
   void set_now(uint64_t ns);                       // the data path's "now"
 
   XdpResult run(const std::vector<uint8_t>& frame, uint32_t repeat = 1);
+  // The TC egress program on a frame the server sends; returns the TC action.
+  int run_egress(const std::vector<uint8_t>& frame);
+
+  // What the controller would write: a service's control values, the heartbeat.
+  void set_control(const std::string& service, const sl_control& control);
+  void set_heartbeat(uint64_t ns);
+
+  // Observation of a service: counters summed over CPUs, and in-flight work.
+  kernel::Observation observe(const std::string& service) const;
 
   kernel::DataPath& datapath() { return *dp_; }
   kernel::RunningPolicy running() const;

@@ -174,6 +174,7 @@ TEST(PolicyFile, RoundTripsThroughToml) {
   s.tuning.breaker = BreakerKind::Sre;
   s.tuning.timeout_ms = 250;
   s.tuning.sre_k = 1.5;
+  s.tuning.cgroup = "system.slice/web.service";
   p.services.push_back(s);
   Service dns;
   dns.name = "dns";

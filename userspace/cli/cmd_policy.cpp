@@ -55,6 +55,7 @@ struct ServiceOptions {
     opt("breaker-open-ms", "How long the breaker stays open before probing (default 5000).");
     opt("breaker-probes", "Requests let through while half-open (default 5).");
     opt("sre-k", "SRE throttling K: accept up to K x successes before throttling (default 2).");
+    opt("cgroup", "The service's cgroup v2 directory; 'sluice run' reads its CPU there (default: host CPU).");
   }
 
   bool has(const std::string& name) const { return given.at(name)->count() > 0; }
@@ -94,6 +95,7 @@ struct ServiceOptions {
     u32("breaker-open-ms", t.breaker_open_ms, 1, 3'600'000);
     u32("breaker-probes", t.breaker_probes, 1, 65535);
     if (has("sre-k")) t.sre_k = parse_double(get("sre-k"), "--sre-k", 1.0, 10.0);
+    if (has("cgroup")) t.cgroup = get("cgroup");
   }
 
   void apply_rate(Rate& rate, uint32_t& burst, const std::string& rate_opt, const std::string& burst_opt) const {

@@ -78,6 +78,30 @@ uint32_t flags_for(xdp_attach_mode mode) {
   return mode == XDP_MODE_SKB ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
 }
 
+// sluice's egress filter: one fixed handle and priority on the clsact egress
+// hook, so an upgrade replaces it in place and detach finds it.
+constexpr uint32_t kTcHandle = 0x51ce;
+constexpr uint32_t kTcPriority = 0x51;
+
+// Attaches (or replaces) the egress program; returns its program id.
+uint32_t attach_egress(const DataPath& dp, int ifindex, const std::string& ifname) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+  int err = bpf_tc_hook_create(&hook);
+  if (err && err != -EEXIST) throw SystemError("cannot create the clsact qdisc on " + ifname + library_detail(), -err);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = bpf_program__fd(dp.skel()->progs.sluice_tc_egress),
+              .flags = BPF_TC_F_REPLACE, .handle = kTcHandle, .priority = kTcPriority);
+  err = bpf_tc_attach(&hook, &opts);
+  if (err) throw SystemError("cannot attach the egress program to " + ifname + library_detail(), -err);
+  return opts.prog_id;
+}
+
+// Removes sluice's egress filter; the clsact qdisc stays for other users.
+void detach_egress(int ifindex) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
+  bpf_tc_detach(&hook, &opts);  // absent already: nothing to do
+}
+
 // Replace sluice's program in place with the new build.
 void upgrade(DataPath& dp, const AttachedPrograms& attached, int ifindex, const std::string& ifname) {
   xdp_program* old = attached.sluice();
@@ -162,6 +186,7 @@ AttachOutcome attach(DataPath& dp, const std::string& netns, const std::string& 
   info.xdp_mode = now.mode() == XDP_MODE_SKB ? SL_XDP_GENERIC : SL_XDP_NATIVE;
   info.multiprog = now.legacy() ? 0 : 1;
   info.attached_at = static_cast<uint64_t>(time(nullptr));
+  info.tc_prog_id = attach_egress(dp, ifindex, ifname);
   map_update(dp.map_fd(dp.skel()->maps.attachments), attach_key(netns, ifname), info, "attachments");
   return out;
 }
@@ -183,6 +208,7 @@ void detach(const DataPath& dp, const std::string& netns, const std::string& ifn
   int err = attached.legacy() ? xdp_multiprog__detach(attached.get())
                               : xdp_program__detach(mine, ifindex, attached.mode(), 0);
   if (err) throw SystemError("cannot detach from " + ifname + library_detail(), -err);
+  detach_egress(ifindex);
   forget_attachment(dp, netns, ifname);
 }
 

@@ -57,8 +57,8 @@ CounterSnapshot read_counters(const DataPath& dp, const policy::IdAssignment& id
 }
 
 const char* reason_name(int reason) {
-  static const char* const names[] = {"admitted",     "passed",   "tenant_limit", "source_limit",
-                                                 "inflight",     "breaker",  "throttle"};
+  static const char* const names[] = {"admitted", "passed",  "request",  "tenant_limit",
+                                      "source_limit", "inflight", "breaker", "throttle"};
   static_assert(std::size(names) == SL_R__COUNT, "a name for every reason");
   return reason >= 0 && reason < SL_R__COUNT ? names[reason] : "unknown";
 }

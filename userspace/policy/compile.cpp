@@ -53,6 +53,7 @@ sl_service_tuning to_kernel(const Tuning& t) {
   k.breaker_open_ms = t.breaker_open_ms;
   k.breaker_probes = static_cast<uint16_t>(t.breaker_probes);
   k.sre_k_milli = static_cast<uint16_t>(std::lround(t.sre_k * 1000));
+  std::memcpy(k.cgroup, t.cgroup.data(), std::min(t.cgroup.size(), sizeof(k.cgroup) - 1));
   return k;
 }
 
@@ -71,6 +72,7 @@ Tuning from_kernel(const sl_service_tuning& k) {
   t.breaker_open_ms = k.breaker_open_ms;
   t.breaker_probes = k.breaker_probes;
   t.sre_k = k.sre_k_milli / 1000.0;
+  t.cgroup.assign(k.cgroup, strnlen(k.cgroup, sizeof(k.cgroup)));
   return t;
 }
 
@@ -269,6 +271,8 @@ Compiled compile(const Policy& p, const IdAssignment& previous, uint64_t epoch, 
   slot.info.control_stale_ms = p.control_stale_ms;
   if (!slot.src_v4.empty()) slot.info.flags |= SL_POL_SRC_V4;
   if (!slot.src_v6.empty()) slot.info.flags |= SL_POL_SRC_V6;
+  for (const auto& [_, s] : slot.services)
+    if (s.flags & SL_SVC_TRACK) slot.info.flags |= SL_POL_TRACKING;
   return out;
 }
 

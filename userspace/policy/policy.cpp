@@ -100,6 +100,10 @@ void validate_tuning(const Service& s) {
   check_range(k, s.name, "breaker_probes", t.breaker_probes, 1, 65535);
   if (!(t.sre_k >= 1.0 && t.sre_k <= 10.0))
     throw PolicyError(k, s.name, "sre_k", "sre_k " + std::to_string(t.sre_k) + " is out of range (1..10)");
+  if (t.cgroup.size() >= sizeof(sl_service_tuning{}.cgroup) || t.cgroup.find("..") != std::string::npos ||
+      t.cgroup.find('"') != std::string::npos || t.cgroup.find('\\') != std::string::npos)
+    throw PolicyError(k, s.name, "cgroup",
+                      "cgroup must be a path of at most 63 characters, without '..', quotes or backslashes");
 }
 
 void validate_service(const Service& s) {

@@ -38,6 +38,7 @@ struct Tuning {
   uint32_t breaker_open_ms = 5'000;
   uint32_t breaker_probes = 5;
   double sre_k = 2.0;
+  std::string cgroup;  // the service's cgroup v2 directory, for its CPU; empty: the host's
 
   bool operator==(const Tuning&) const = default;
 };

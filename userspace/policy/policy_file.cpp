@@ -141,7 +141,7 @@ Service read_service(TableReader& r, LineIndex& lines) {
   for (const char* f : {"name", "port", "proto", "addr", "rate", "burst", "per_source", "per_source_burst", "reject",
                         "dry_run", "http", "adaptive", "breaker", "timeout_ms", "cpu_threshold", "window_ms",
                         "window_buckets", "breaker_min_calls", "breaker_error_pct", "breaker_slow_pct",
-                        "breaker_slow_ms", "breaker_open_ms", "breaker_probes", "sre_k"})
+                        "breaker_slow_ms", "breaker_open_ms", "breaker_probes", "sre_k", "cgroup"})
     lines.note("service", s.name, f, r.line(f));
 
   auto port = r.integer("port", 1, 65535);
@@ -189,6 +189,7 @@ Service read_service(TableReader& r, LineIndex& lines) {
   u32("breaker_open_ms", t.breaker_open_ms);
   u32("breaker_probes", t.breaker_probes);
   if (auto v = r.number("sre_k")) t.sre_k = *v;
+  if (auto v = r.string("cgroup")) t.cgroup = *v;
   r.refuse_unknown();
   return s;
 }
@@ -350,6 +351,7 @@ std::string to_toml(const Policy& policy) {
     field("breaker_open_ms", t.breaker_open_ms, tuning_defaults.breaker_open_ms);
     field("breaker_probes", t.breaker_probes, tuning_defaults.breaker_probes);
     if (t.sre_k != tuning_defaults.sre_k) out << "sre_k = " << t.sre_k << "\n";
+    if (!t.cgroup.empty()) out << "cgroup = " << quoted(t.cgroup) << "\n";
   }
   for (const auto& t : p.tenants) {
     out << "\n[[tenant]]\nname = " << quoted(t.name) << "\n";

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Adaptive admission: what the controller (sluice run) decided for a
+ * service — breaker state, reject probability, in-flight limits — applied
+ * to new work. Fail open: control values count only while the controller's
+ * heartbeat is fresh; otherwise the static policy alone governs.
+ */
+#ifndef SLUICE_BPF_ADAPTIVE_H
+#define SLUICE_BPF_ADAPTIVE_H
+
+#include "buckets.h"
+
+/* The service's control values if the controller is alive, else 0. */
+static __always_inline struct sl_control *fresh_control(const struct policy_view *pv, __u32 service_id,
+							 __u64 now, struct sl_global_counters *g)
+{
+	__u32 zero = 0;
+	struct sl_control_header *hdr = bpf_map_lookup_elem(&ctl_header, &zero);
+	void *info_map = slot_map(&pol_info, pv->slot);
+	struct sl_policy_info *info = info_map ? bpf_map_lookup_elem(info_map, &zero) : 0;
+	__u64 bound = (info ? info->control_stale_ms : SL_DEFAULT_CONTROL_STALE_MS) * 1000000ull;
+
+	if (!hdr || !hdr->heartbeat_ns || now > hdr->heartbeat_ns + bound) {
+		count(g, SL_G_CONTROL_STALE);
+		return 0;
+	}
+	return bpf_map_lookup_elem(&ctl_services, &service_id);
+}
+
+/* May one more unit of work (a new connection or request) of `level` start? */
+static __always_inline enum sl_reason admit_adaptive(const struct policy_view *pv, __u32 service_id,
+						     __u32 level, __u64 now, struct sl_global_counters *g)
+{
+	struct sl_control *ctl = fresh_control(pv, service_id, now, g);
+	struct sl_obs_shared *shared = bpf_map_lookup_elem(&obs_shared, &service_id);
+
+	if (!ctl || !shared)
+		return SL_R_ADMITTED;
+	if (ctl->breaker_state == SL_BREAKER_OPEN)
+		return SL_R_BREAKER;
+	if (ctl->breaker_state == SL_BREAKER_HALF_OPEN &&
+	    __sync_fetch_and_add(&shared->probes_admitted, 1) >= ctl->probe_limit)
+		return SL_R_BREAKER;
+	if (ctl->reject_p && bpf_get_prandom_u32() < ctl->reject_p)
+		return SL_R_THROTTLE;
+	if (level >= SL_LEVELS)
+		level = SL_LEVELS - 1;
+	__u32 limit = ctl->max_inflight[level];
+	if (limit && shared->inflight - ctl->inflight_bias >= (__s64)limit)
+		return SL_R_INFLIGHT;
+	return SL_R_ADMITTED;
+}
+
+/* The priority level of a tenant (0 core .. 2 shed first). */
+static __always_inline __u32 tenant_level(const struct policy_view *pv, __u32 tenant_id)
+{
+	void *tenants = slot_map(&pol_tenants, pv->slot);
+	struct sl_tenant *t = tenants ? bpf_map_lookup_elem(tenants, &tenant_id) : 0;
+
+	return t ? t->level : 1;
+}
+
+#endif /* SLUICE_BPF_ADAPTIVE_H */

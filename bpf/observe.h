@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Watching requests of unmodified services from the kernel. A request
+ * starts with the first client payload on an idle flow (XDP ingress) and
+ * ends with the first server payload after it (TC egress); its latency is
+ * the time to the first response byte. FIN or RST with a request pending
+ * ends it as aborted. Flows change state with compare-and-swap, so each
+ * request is counted exactly once however many CPUs see its packets.
+ *
+ * Where the pairing is wrong: pipelined HTTP/1.1 requests share the first
+ * one's start and end with the first response; HTTP/2 and other multiplexed
+ * protocols look like one long request per burst. Both only make latency
+ * look shorter and in-flight smaller (never negative or unbounded); such
+ * services should not use adaptive limits (see docs/observation.md).
+ */
+#ifndef SLUICE_BPF_OBSERVE_H
+#define SLUICE_BPF_OBSERVE_H
+
+#include "buckets.h"
+
+static __always_inline void flow_key_from_client(struct sl_flow_key *k, const struct packet *pkt)
+{
+	__builtin_memcpy(k->client, pkt->saddr, 16);
+	__builtin_memcpy(k->server, pkt->daddr, 16);
+	k->client_port = pkt->sport;
+	k->server_port = pkt->dport;
+	k->proto = pkt->l4proto;
+}
+
+static __always_inline void flow_key_from_server(struct sl_flow_key *k, const struct packet *pkt)
+{
+	__builtin_memcpy(k->client, pkt->daddr, 16);
+	__builtin_memcpy(k->server, pkt->saddr, 16);
+	k->client_port = pkt->dport;
+	k->server_port = pkt->sport;
+	k->proto = pkt->l4proto;
+}
+
+static __always_inline void inflight_add(__u32 service_id, __s64 delta)
+{
+	struct sl_obs_shared *shared = bpf_map_lookup_elem(&obs_shared, &service_id);
+
+	if (shared)
+		__sync_fetch_and_add(&shared->inflight, delta);
+}
+
+static __always_inline struct sl_obs_counters *obs_counters(__u32 service_id)
+{
+	return bpf_map_lookup_elem(&obs_stats, &service_id);
+}
+
+/* Start a request on the flow `key`; no-op if one is pending already. */
+static __always_inline void request_begin(const struct sl_flow_key *key, __u32 service_id, __u32 tenant_id,
+					  __u32 level, __u64 now)
+{
+	struct sl_flow fresh = { .started_ns = now, .service_id = service_id, .tenant_id = tenant_id,
+				 .level = level };
+	struct sl_flow *f = bpf_map_lookup_elem(&flows, key);
+
+	if (!f) {
+		if (bpf_map_update_elem(&flows, key, &fresh, BPF_NOEXIST) != 0)
+			return; /* lost a race to create it: the winner counts */
+	} else if (__sync_val_compare_and_swap(&f->started_ns, 0, now) != 0) {
+		return; /* already pending */
+	}
+	inflight_add(service_id, 1);
+	struct sl_obs_counters *c = obs_counters(service_id);
+	if (c)
+		c->started++;
+}
+
+/* Take the pending request off the flow; returns its start, or 0 if none
+ * (or another CPU took it first). */
+static __always_inline __u64 request_take(struct sl_flow *f)
+{
+	__u64 started = f->started_ns;
+
+	if (!started || __sync_val_compare_and_swap(&f->started_ns, started, 0) != started)
+		return 0;
+	inflight_add(f->service_id, -1);
+	return started;
+}
+
+/* The first response byte of a pending request went out. */
+static __always_inline void request_answered(struct sl_flow *f, const struct sl_service *svc, __u64 now,
+					     int server_error)
+{
+	__u64 started = request_take(f);
+
+	if (!started)
+		return;
+	struct sl_obs_counters *c = obs_counters(f->service_id);
+	if (!c)
+		return;
+	__u64 latency = now > started ? now - started : 0;
+	c->responses++;
+	c->latency_sum_ns += latency;
+	__u32 bucket = sl_hist_bucket(latency);
+	if (bucket < SL_HIST_BUCKETS)
+		c->hist[bucket]++;
+	if (server_error)
+		c->errors++;
+	if (svc->tuning.timeout_ms && latency > svc->tuning.timeout_ms * 1000000ull)
+		c->timeouts++;
+}
+
+/* The flow ended (FIN or RST) with a request pending. */
+static __always_inline void request_aborted(struct sl_flow *f, int by_server)
+{
+	__u32 service_id = f->service_id;
+
+	if (!request_take(f))
+		return;
+	struct sl_obs_counters *c = obs_counters(service_id);
+	if (!c)
+		return;
+	if (by_server)
+		c->server_aborts++;
+	else
+		c->client_aborts++;
+}
+
+#endif /* SLUICE_BPF_OBSERVE_H */

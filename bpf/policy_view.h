@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Reading the live policy: which slot a packet is judged by, the class of
+ * its source (tenant, deny rule), and the service it belongs to.
+ */
+#ifndef SLUICE_BPF_POLICY_VIEW_H
+#define SLUICE_BPF_POLICY_VIEW_H
+
+#include "maps.h"
+#include "parse.h"
+
+/* The policy slot a packet is judged by, read once per packet. */
+struct policy_view {
+	__u32 slot;
+	__u32 flags; /* enum sl_policy_flags of that slot */
+};
+
+static __always_inline void *slot_map(void *outer, __u32 slot)
+{
+	return bpf_map_lookup_elem(outer, &slot);
+}
+
+/* Returns 0 when no policy was ever applied. */
+static __always_inline int policy_view_get(struct policy_view *pv)
+{
+	__u32 zero = 0;
+	struct sl_root *root = bpf_map_lookup_elem(&sl_root, &zero);
+
+	if (!root || !root->epoch)
+		return 0;
+	pv->slot = root->active_slot & 1;
+	pv->flags = root->slot_flags[pv->slot];
+	return 1;
+}
+
+/* The tenant and deny rule of a source address. IPv4 walks the compiled
+ * /16-/24-/32 table, IPv6 the LPM trie (see abi.h). */
+static __always_inline struct sl_source_class classify_source(const struct policy_view *pv,
+							       const struct packet *pkt)
+{
+	struct sl_source_class none = {};
+
+	if (pkt->family == 4) {
+		if (!(pv->flags & SL_POL_SRC_V4))
+			return none;
+		void *table = slot_map(&pol_src4_table, pv->slot);
+		if (!table)
+			return none;
+		__u32 addr = (__u32)pkt->saddr[12] << 24 | (__u32)pkt->saddr[13] << 16 |
+			     (__u32)pkt->saddr[14] << 8 | pkt->saddr[15];
+		__u32 index = addr >> 16;
+		__u32 *entry = bpf_map_lookup_elem(table, &index);
+		if (entry && (*entry & SL_SRC4_NEXT)) {
+			index = (*entry & ~SL_SRC4_NEXT) + ((addr >> 8) & 0xff);
+			entry = bpf_map_lookup_elem(table, &index);
+		}
+		if (entry && (*entry & SL_SRC4_NEXT)) {
+			index = (*entry & ~SL_SRC4_NEXT) + (addr & 0xff);
+			entry = bpf_map_lookup_elem(table, &index);
+		}
+		if (!entry || (*entry & SL_SRC4_NEXT))
+			return none;
+		struct sl_source_class found = { .tenant_id = sl_src4_tenant(*entry),
+						 .deny_id = sl_src4_deny(*entry) };
+		return found;
+	}
+	if (!(pv->flags & SL_POL_SRC_V6))
+		return none;
+	void *trie = slot_map(&pol_src_v6, pv->slot);
+	if (!trie)
+		return none;
+	struct sl_lpm_v6_key key = { .prefixlen = 128 };
+	__builtin_memcpy(key.addr, pkt->saddr, 16);
+	struct sl_source_class *cls = bpf_map_lookup_elem(trie, &key);
+	return cls ? *cls : none;
+}
+
+/* The service at (protocol, port, address), or 0. Ingress asks with the
+ * destination, egress with the source. */
+static __always_inline __u32 find_service(const struct policy_view *pv, __u8 l4proto, __u16 port,
+					  const __u8 addr[16])
+{
+	__u32 proto_index;
+
+	if (l4proto == IPPROTO_TCP)
+		proto_index = SL_PROTO_TCP;
+	else if (l4proto == IPPROTO_UDP)
+		proto_index = SL_PROTO_UDP;
+	else
+		return 0;
+
+	void *ports = slot_map(&pol_ports, pv->slot);
+	if (!ports)
+		return 0;
+	__u32 index = proto_index << 16 | port;
+	struct sl_port_entry *entry = bpf_map_lookup_elem(ports, &index);
+	if (!entry)
+		return 0;
+	if (entry->flags & SL_PORT_BY_ADDR) {
+		void *by_addr = slot_map(&pol_svc_addr, pv->slot);
+		if (by_addr) {
+			struct sl_addr_key key = { .proto_index = proto_index, .port = port };
+			__builtin_memcpy(key.addr, addr, 16);
+			__u32 *id = bpf_map_lookup_elem(by_addr, &key);
+			if (id)
+				return *id;
+		}
+	}
+	return entry->any_addr_service;
+}
+
+static __always_inline const struct sl_service *service_get(const struct policy_view *pv, __u32 service_id)
+{
+	void *services = service_id ? slot_map(&pol_services, pv->slot) : 0;
+	const struct sl_service *svc = services ? bpf_map_lookup_elem(services, &service_id) : 0;
+
+	return svc && svc->name[0] ? svc : 0;
+}
+
+#endif /* SLUICE_BPF_POLICY_VIEW_H */

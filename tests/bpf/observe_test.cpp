@@ -1,0 +1,379 @@
+// Observation and adaptive admission in the kernel, through
+// BPF_PROG_TEST_RUN of both programs (XDP ingress, TC egress) with crafted
+// flows and an injected clock: latency recorded exactly, in-flight exact,
+// errors, aborts, timeouts; the controller's values applied, and ignored
+// once its heartbeat is stale.
+#include <gtest/gtest.h>
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+
+#include <atomic>
+#include <thread>
+
+#include "../lib/packet.hpp"
+#include "../lib/xdp_tester.hpp"
+#include "sluice.skel.h"
+
+using namespace sluice;
+using namespace sluice::test;
+using policy::Cidr;
+using policy::Policy;
+using policy::Rate;
+
+namespace {
+
+constexpr uint64_t kMs = 1'000'000;
+constexpr uint64_t kT0 = 1'000'000 * kMs;
+
+// A tracked HTTP service on 80 (timeout 100 ms) and a tracked UDP one on 53.
+Policy tracked_policy(policy::RejectMode reject = policy::RejectMode::Drop) {
+  Policy p;
+  policy::Service web;
+  web.name = "web";
+  web.port = 80;
+  web.http = true;
+  web.reject = reject;
+  web.tuning.adaptive = policy::Adaptive::Bbr;
+  web.tuning.timeout_ms = 100;
+  p.services.push_back(web);
+  policy::Service dns;
+  dns.name = "dns";
+  dns.proto = policy::Proto::Udp;
+  dns.port = 53;
+  dns.tuning.adaptive = policy::Adaptive::Bbr;
+  p.services.push_back(dns);
+  p.tenants.push_back({"core", {Cidr::parse("198.18.10.0/24")}, 0});
+  p.tenants.push_back({"batch", {Cidr::parse("198.18.12.0/24")}, 2});
+  return p;
+}
+
+// One TCP connection's packets, client side (in) and server side (out).
+struct Conn {
+  std::string client = "198.18.0.1";
+  uint16_t port = 40000;
+  uint32_t client_seq = 1000, server_seq = 5000;
+
+  Bytes syn() const { return in(tcp_flag::SYN, ""); }
+  Bytes ack() const { return in(tcp_flag::ACK, ""); }
+  Bytes request(const std::string& body = "GET / HTTP/1.1\r\nHost: x\r\n\r\n") const {
+    return in(tcp_flag::ACK | tcp_flag::PSH, body);
+  }
+  Bytes client_fin() const { return in(tcp_flag::FIN | tcp_flag::ACK, ""); }
+  Bytes response(const std::string& status = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") const {
+    return out(tcp_flag::ACK | tcp_flag::PSH, status);
+  }
+  Bytes server_ack() const { return out(tcp_flag::ACK, ""); }
+  Bytes server_rst() const { return out(tcp_flag::RST | tcp_flag::ACK, ""); }
+
+  Bytes in(uint8_t flags, const std::string& payload) const {
+    return PacketBuilder().ipv4(client, "198.18.0.2").tcp(port, 80).flags(flags).seq(client_seq)
+        .ack_seq(server_seq).payload(payload).build();
+  }
+  Bytes out(uint8_t flags, const std::string& payload) const {
+    return PacketBuilder().ipv4("198.18.0.2", client).tcp(80, port).flags(flags).seq(server_seq)
+        .ack_seq(client_seq).payload(payload).build();
+  }
+};
+
+}  // namespace
+
+TEST(Observe, LatencyIsTheTimeToTheFirstResponseByte) {
+  XdpTester t(tracked_policy());
+  Conn c;
+  t.set_now(kT0);
+  EXPECT_EQ(t.run(c.syn()).action, XDP_PASS);
+  EXPECT_EQ(t.run(c.ack()).action, XDP_PASS);
+  EXPECT_EQ(t.observe("web").counters.started, 0u);  // a connection is not a request
+  EXPECT_EQ(t.run(c.request()).action, XDP_PASS);
+  auto o = t.observe("web");
+  EXPECT_EQ(o.counters.started, 1u);
+  EXPECT_EQ(o.inflight, 1);
+
+  t.set_now(kT0 + 250'000);  // 250 us later
+  EXPECT_EQ(t.run_egress(c.server_ack()), TC_ACT_OK);  // an ACK answers nothing
+  EXPECT_EQ(t.observe("web").counters.responses, 0u);
+  EXPECT_EQ(t.run_egress(c.response()), TC_ACT_OK);
+  o = t.observe("web");
+  EXPECT_EQ(o.counters.responses, 1u);
+  EXPECT_EQ(o.counters.latency_sum_ns, 250'000u);
+  EXPECT_EQ(o.counters.hist[sl_hist_bucket(250'000)], 1u);
+  EXPECT_EQ(o.inflight, 0);
+  EXPECT_EQ(o.counters.errors, 0u);
+  EXPECT_EQ(t.pair("web", "default").verdict[SL_R_REQUEST], 1u);
+
+  // More response bytes end nothing; the next request on the same
+  // (keep-alive) connection is a new one.
+  t.run_egress(c.response());
+  EXPECT_EQ(t.observe("web").counters.responses, 1u);
+  t.set_now(kT0 + 10 * kMs);
+  t.run(c.request());
+  t.set_now(kT0 + 10 * kMs + 1'500'000);
+  t.run_egress(c.response());
+  o = t.observe("web");
+  EXPECT_EQ(o.counters.started, 2u);
+  EXPECT_EQ(o.counters.responses, 2u);
+  EXPECT_EQ(o.counters.latency_sum_ns, 250'000u + 1'500'000u);
+  EXPECT_EQ(o.inflight, 0);
+}
+
+TEST(Observe, PipelinedRequestsShareTheFirstStart) {
+  XdpTester t(tracked_policy());
+  Conn c;
+  t.set_now(kT0);
+  t.run(c.request());
+  t.set_now(kT0 + kMs);
+  t.run(c.request());  // a second request before the first answer
+  auto o = t.observe("web");
+  EXPECT_EQ(o.counters.started, 1u);
+  EXPECT_EQ(o.inflight, 1);
+  t.set_now(kT0 + 3 * kMs);
+  t.run_egress(c.response());
+  o = t.observe("web");
+  EXPECT_EQ(o.counters.latency_sum_ns, 3 * kMs);
+  EXPECT_EQ(o.inflight, 0);  // never negative, never stuck
+}
+
+TEST(Observe, ServerErrorsTimeoutsAndAborts) {
+  XdpTester t(tracked_policy());
+  t.set_now(kT0);
+  Conn a;
+  t.run(a.request());
+  t.run_egress(a.response("HTTP/1.1 503 Service Unavailable\r\n\r\n"));
+  Conn b;
+  b.port = 40001;
+  t.run(b.request());
+  t.set_now(kT0 + 150 * kMs);  // past the 100 ms timeout
+  t.run_egress(b.response());
+  Conn c;
+  c.port = 40002;
+  t.run(c.request());
+  t.run(c.client_fin());  // the client gave up
+  Conn d;
+  d.port = 40003;
+  t.run(d.request());
+  t.run_egress(d.server_rst());  // the server reset it
+  auto o = t.observe("web");
+  EXPECT_EQ(o.counters.started, 4u);
+  EXPECT_EQ(o.counters.responses, 2u);
+  EXPECT_EQ(o.counters.errors, 1u);
+  EXPECT_EQ(o.counters.timeouts, 1u);
+  EXPECT_EQ(o.counters.client_aborts, 1u);
+  EXPECT_EQ(o.counters.server_aborts, 1u);
+  EXPECT_EQ(o.inflight, 0);
+  // A 4xx is not a server error.
+  Conn e;
+  e.port = 40004;
+  t.run(e.request());
+  t.run_egress(e.response("HTTP/1.1 404 Not Found\r\n\r\n"));
+  EXPECT_EQ(t.observe("web").counters.errors, 1u);
+}
+
+TEST(Observe, UdpPairsADatagramWithTheNextReply) {
+  XdpTester t(tracked_policy());
+  t.set_now(kT0);
+  Bytes query = PacketBuilder().ipv4("198.18.0.1", "198.18.0.2").udp(5353, 53).payload("q").build();
+  Bytes reply = PacketBuilder().ipv4("198.18.0.2", "198.18.0.1").udp(53, 5353).payload("a").build();
+  EXPECT_EQ(t.run(query).action, XDP_PASS);
+  EXPECT_EQ(t.observe("dns").inflight, 1);
+  t.set_now(kT0 + 40'000);
+  t.run_egress(reply);
+  auto o = t.observe("dns");
+  EXPECT_EQ(o.counters.responses, 1u);
+  EXPECT_EQ(o.counters.latency_sum_ns, 40'000u);
+  EXPECT_EQ(o.inflight, 0);
+  t.run_egress(reply);  // an unasked reply ends nothing
+  EXPECT_EQ(t.observe("dns").counters.responses, 1u);
+}
+
+TEST(Observe, InflightIsExactAcrossCpus) {
+  XdpTester t(tracked_policy());
+  t.set_now(kT0);
+  int cpus = static_cast<int>(std::thread::hardware_concurrency());
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 4; w++)
+    threads.emplace_back([&, w] {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(w % cpus, &set);
+      pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+      for (int i = 0; i < 300; i++) {
+        Conn c;
+        c.port = static_cast<uint16_t>(10000 + w * 1000 + i % 50);  // flows shared by rounds
+        LIBBPF_OPTS(bpf_test_run_opts, in);
+        Bytes req = c.request(), resp = c.response();
+        in.data_in = req.data();
+        in.data_size_in = static_cast<uint32_t>(req.size());
+        bpf_prog_test_run_opts(t.datapath().xdp_prog_fd(), &in);
+        LIBBPF_OPTS(bpf_test_run_opts, out);
+        out.data_in = resp.data();
+        out.data_size_in = static_cast<uint32_t>(resp.size());
+        bpf_prog_test_run_opts(bpf_program__fd(t.datapath().skel()->progs.sluice_tc_egress), &out);
+      }
+    });
+  for (auto& th : threads) th.join();
+  auto o = t.observe("web");
+  EXPECT_EQ(o.inflight, 0);
+  EXPECT_EQ(o.counters.started, o.counters.responses);
+  EXPECT_EQ(o.counters.started, 1200u);
+}
+
+// ---- adaptive admission ----------------------------------------------------------
+
+TEST(Adaptive, InflightLimitRefusesNewConnectionsAndRequests) {
+  XdpTester t(tracked_policy());
+  t.set_now(kT0);
+  t.set_heartbeat(kT0);
+  sl_control ctl{};
+  ctl.max_inflight[0] = ctl.max_inflight[1] = ctl.max_inflight[2] = 2;
+  t.set_control("web", ctl);
+  Conn a, b, c;
+  b.port = 40001;
+  c.port = 40002;
+  EXPECT_EQ(t.run(a.request()).action, XDP_PASS);
+  EXPECT_EQ(t.run(b.request()).action, XDP_PASS);
+  EXPECT_EQ(t.run(c.request()).action, XDP_DROP);  // in-flight 2 = limit
+  EXPECT_EQ(t.run(c.syn()).action, XDP_DROP);      // new connections too
+  EXPECT_EQ(t.pair("web", "default").verdict[SL_R_INFLIGHT], 2u);
+  EXPECT_EQ(t.run(a.request()).action, XDP_PASS);  // more of a pending request is not new work
+  t.run_egress(a.response());
+  EXPECT_EQ(t.run(c.request()).action, XDP_PASS);  // room again
+  EXPECT_EQ(t.observe("web").inflight, 2);
+}
+
+TEST(Adaptive, RefusedRequestsGetAResetTheClientAccepts) {
+  XdpTester t(tracked_policy(policy::RejectMode::Rst));
+  t.set_now(kT0);
+  t.set_heartbeat(kT0);
+  sl_control ctl{};
+  ctl.breaker_state = SL_BREAKER_OPEN;
+  t.set_control("web", ctl);
+  Conn c;
+  c.client_seq = 777, c.server_seq = 99999;
+  Bytes req = c.request("GET /x HTTP/1.1\r\n\r\n");
+  XdpResult r = t.run(req);
+  ASSERT_EQ(r.action, XDP_TX);
+  DecodedPacket rst = decode(r.packet);
+  ASSERT_TRUE(rst.tcp);
+  EXPECT_EQ(rst.tcp->flags, tcp_flag::RST | tcp_flag::ACK);
+  EXPECT_EQ(rst.tcp->seq, 99999u);  // what the client acknowledged: RFC 5961 exact
+  EXPECT_EQ(rst.tcp->ack, 777u + 19);
+  EXPECT_TRUE(rst.verify_checksums().ok()) << rst.verify_checksums().describe();
+  EXPECT_EQ(t.pair("web", "default").verdict[SL_R_BREAKER], 1u);
+}
+
+TEST(Adaptive, HalfOpenAdmitsExactlyTheProbeBudget) {
+  XdpTester t(tracked_policy());
+  t.set_now(kT0);
+  t.set_heartbeat(kT0);
+  sl_control ctl{};
+  ctl.breaker_state = SL_BREAKER_HALF_OPEN;
+  ctl.probe_limit = 3;
+  t.set_control("web", ctl);
+  int admitted = 0;
+  for (int i = 0; i < 10; i++) {
+    Conn c;
+    c.port = static_cast<uint16_t>(41000 + i);
+    admitted += t.run(c.syn()).action == XDP_PASS;
+  }
+  EXPECT_EQ(admitted, 3);
+  EXPECT_EQ(t.pair("web", "default").verdict[SL_R_BREAKER], 7u);
+  // The controller grants more probes by raising the limit past the counter.
+  ctl.probe_limit = t.observe("web").probes_admitted + 2;
+  t.set_control("web", ctl);
+  admitted = 0;
+  for (int i = 0; i < 5; i++) {
+    Conn c;
+    c.port = static_cast<uint16_t>(42000 + i);
+    admitted += t.run(c.syn()).action == XDP_PASS;
+  }
+  EXPECT_EQ(admitted, 2);
+}
+
+TEST(Adaptive, RejectProbabilityIsApplied) {
+  XdpTester t(tracked_policy());
+  t.set_now(kT0);
+  t.set_heartbeat(kT0);
+  sl_control ctl{};
+  ctl.reject_p = SL_P_ONE;
+  t.set_control("web", ctl);
+  Conn c;
+  for (int i = 0; i < 20; i++) EXPECT_EQ(t.run(c.syn()).action, XDP_DROP);
+  ctl.reject_p = SL_P_ONE / 2;
+  t.set_control("web", ctl);
+  int passed = 0;
+  for (int i = 0; i < 2000; i++) passed += t.run(c.syn()).action == XDP_PASS;
+  EXPECT_GT(passed, 850);  // p = 0.5: 1000 expected, far outside 3 sigma (67) otherwise
+  EXPECT_LT(passed, 1150);
+}
+
+TEST(Adaptive, LevelTwoIsShedFirstAndLevelZeroLast) {
+  XdpTester t(tracked_policy());
+  t.set_now(kT0);
+  t.set_heartbeat(kT0);
+  sl_control ctl{};
+  ctl.max_inflight[0] = 10;
+  ctl.max_inflight[1] = 9;
+  ctl.max_inflight[2] = 8;
+  t.set_control("web", ctl);
+  auto from = [](const std::string& src, uint16_t port) {
+    Conn c;
+    c.client = src;
+    c.port = port;
+    return c;
+  };
+  for (uint16_t i = 0; i < 8; i++) ASSERT_EQ(t.run(from("198.18.10.1", 100 + i).request()).action, XDP_PASS);
+  // In flight 8: batch (level 2) is refused, default (level 1) and core (0) pass.
+  EXPECT_EQ(t.run(from("198.18.12.1", 200).syn()).action, XDP_DROP);
+  EXPECT_EQ(t.run(from("198.18.99.1", 300).request()).action, XDP_PASS);  // in flight 9
+  EXPECT_EQ(t.run(from("198.18.99.2", 301).syn()).action, XDP_DROP);     // default refused at 9
+  EXPECT_EQ(t.run(from("198.18.10.9", 400).request()).action, XDP_PASS);  // core fills to 10
+  EXPECT_EQ(t.run(from("198.18.10.9", 401).syn()).action, XDP_DROP);
+  EXPECT_EQ(t.pair("web", "batch").verdict[SL_R_INFLIGHT], 1u);
+  EXPECT_EQ(t.pair("web", "default").verdict[SL_R_INFLIGHT], 1u);
+  EXPECT_EQ(t.pair("web", "core").verdict[SL_R_INFLIGHT], 1u);
+}
+
+TEST(Adaptive, StaleControlIsIgnoredFailOpen) {
+  XdpTester t(tracked_policy());
+  t.set_now(kT0);
+  t.set_heartbeat(kT0);
+  sl_control ctl{};
+  ctl.breaker_state = SL_BREAKER_OPEN;
+  t.set_control("web", ctl);
+  Conn c;
+  EXPECT_EQ(t.run(c.syn()).action, XDP_DROP);
+  t.set_now(kT0 + 2000 * kMs);  // exactly the 2 s bound: still fresh
+  EXPECT_EQ(t.run(c.syn()).action, XDP_DROP);
+  t.set_now(kT0 + 2000 * kMs + 1);  // a nanosecond more: the controller is presumed dead
+  EXPECT_EQ(t.run(c.syn()).action, XDP_PASS);
+  EXPECT_GE(t.global(SL_G_CONTROL_STALE), 1u);
+  t.set_heartbeat(0);  // a controller that stopped cleanly
+  EXPECT_EQ(t.run(c.syn()).action, XDP_PASS);
+  // Static limits keep applying whatever the controller does.
+  Policy p = tracked_policy();
+  p.services[0].rate = Rate{1, 3600};
+  p.services[0].burst = 1;
+  t.set_policy(p);
+  Conn d;
+  d.port = 41234;
+  EXPECT_EQ(t.run(d.syn()).action, XDP_PASS);
+  EXPECT_EQ(t.run(d.syn()).action, XDP_DROP);
+}
+
+TEST(Adaptive, UntrackedServicesIgnoreTheControllerAndAreNotObserved) {
+  Policy p = tracked_policy();
+  p.services[0].tuning.adaptive = policy::Adaptive::Off;
+  p.services[0].tuning.timeout_ms = 0;
+  p.services[0].http = false;
+  XdpTester t(p);
+  t.set_now(kT0);
+  t.set_heartbeat(kT0);
+  sl_control ctl{};
+  ctl.breaker_state = SL_BREAKER_OPEN;
+  t.set_control("web", ctl);
+  Conn c;
+  EXPECT_EQ(t.run(c.syn()).action, XDP_PASS);
+  EXPECT_EQ(t.run(c.request()).action, XDP_PASS);
+  t.run_egress(c.response());
+  EXPECT_EQ(t.observe("web").counters.started, 0u);
+}
