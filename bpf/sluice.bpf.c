@@ -48,14 +48,20 @@ static __always_inline int reject(struct xdp_md *ctx, const struct sl_service *s
 	return XDP_DROP;
 }
 
-/* Refused work in dry run is counted as what would have been shed, then let in. */
-static __always_inline int dry_run(__u32 service_id, enum sl_reason reason)
+/* Counts refused work for its service; in dry run as what would have been
+ * shed. Returns whether it is really refused. */
+static __always_inline int refused(__u32 service_id, const struct sl_service *svc, enum sl_reason reason)
 {
 	struct sl_service_counters *sc = bpf_map_lookup_elem(&service_stats, &service_id);
+	int dry = svc->flags & SL_SVC_DRY_RUN;
 
-	if (sc && reason < SL_R__COUNT)
-		sc->would_shed[reason]++;
-	return XDP_PASS;
+	if (sc && reason < SL_R__COUNT) {
+		if (dry)
+			sc->would_shed[reason]++;
+		else
+			sc->shed[reason]++;
+	}
+	return !dry;
 }
 
 /* Everything a decision about one packet needs once its service is known. */
@@ -101,13 +107,10 @@ static __always_inline int track_client_segment(const struct judged *j)
 	__u32 level = tenant_level(j->pv, j->tenant_id);
 	enum sl_reason reason = admit_adaptive(j->pv, j->service_id, level, now, j->g);
 	j->t->reason = reason;
-	if (reason != SL_R_ADMITTED && !(j->svc->flags & SL_SVC_DRY_RUN)) {
-		if (reason < SL_R__COUNT)
-			j->counters->verdict[reason]++;
+	if (reason != SL_R_ADMITTED && reason < SL_R__COUNT && refused(j->service_id, j->svc, reason)) {
+		j->counters->verdict[reason]++;
 		return reject(j->ctx, j->svc, pkt, j->g);
 	}
-	if (reason != SL_R_ADMITTED)
-		dry_run(j->service_id, reason);
 	j->t->reason = SL_R_REQUEST;
 	request_begin(&key, j->service_id, j->tenant_id, level, now);
 	j->counters->verdict[SL_R_REQUEST]++;
@@ -132,12 +135,9 @@ static __always_inline int admit_unit(const struct judged *j)
 	j->t->reason = reason;
 	if (reason >= SL_R__COUNT)
 		return XDP_PASS;
-	if (reason != SL_R_ADMITTED) {
-		if (!(j->svc->flags & SL_SVC_DRY_RUN)) {
-			j->counters->verdict[reason]++;
-			return reject(j->ctx, j->svc, j->pkt, j->g);
-		}
-		dry_run(j->service_id, reason);
+	if (reason != SL_R_ADMITTED && refused(j->service_id, j->svc, reason)) {
+		j->counters->verdict[reason]++;
+		return reject(j->ctx, j->svc, j->pkt, j->g);
 	}
 	j->counters->verdict[SL_R_ADMITTED]++;
 	if (tracked && j->pkt->l4proto == IPPROTO_UDP) {

@@ -366,8 +366,10 @@ struct sl_counters {
 	__u64 verdict[SL_R__COUNT];
 };
 
-/* service_stats[service id], per CPU. */
+/* service_stats[service id], per CPU: the service's totals over all its
+ * tenants, so the controller reads one entry per service per tick. */
 struct sl_service_counters {
+	__u64 shed[SL_R__COUNT];       /* refused, by reason */
 	__u64 would_shed[SL_R__COUNT]; /* dry run: what would have been shed, and why */
 };
 
@@ -448,7 +450,7 @@ SL_STATIC_ASSERT(sizeof(struct sl_obs_shared) == 16, "sl_obs_shared layout");
 SL_STATIC_ASSERT(sizeof(struct sl_obs_counters) == 8 * (7 + SL_HIST_BUCKETS), "sl_obs_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_source_key) == 20, "sl_source_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_counters) == 8 * SL_R__COUNT, "sl_counters layout");
-SL_STATIC_ASSERT(sizeof(struct sl_service_counters) == 8 * SL_R__COUNT, "sl_service_counters layout");
+SL_STATIC_ASSERT(sizeof(struct sl_service_counters) == 16 * SL_R__COUNT, "sl_service_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_prog_config) == 16, "sl_prog_config layout");
 SL_STATIC_ASSERT(sizeof(struct sl_trace) == 24, "sl_trace layout");
 SL_STATIC_ASSERT(sizeof(struct sl_global_counters) == 8 * SL_G__COUNT, "sl_global_counters layout");

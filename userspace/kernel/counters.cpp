@@ -14,13 +14,23 @@ uint64_t monotonic_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+sl_service_counters read_service_counters(const DataPath& dp, uint32_t service_id) {
+  sl_service_counters sum{};
+  for (const auto& cpu :
+       percpu_lookup<uint32_t, sl_service_counters>(dp.map_fd(dp.skel()->maps.service_stats), service_id))
+    for (int r = 0; r < SL_R__COUNT; r++) {
+      sum.shed[r] += cpu.shed[r];
+      sum.would_shed[r] += cpu.would_shed[r];
+    }
+  return sum;
+}
+
 CounterSnapshot read_counters(const DataPath& dp, const policy::IdAssignment& ids) {
   CounterSnapshot snap;
   snap.taken_ns = monotonic_ns();
   const uint32_t max_tenants = dp.sizes().max_tenants;
 
   int pair_fd = dp.map_fd(dp.skel()->maps.pair_stats);
-  int service_fd = dp.map_fd(dp.skel()->maps.service_stats);
   for (const auto& [_, service] : ids.services) {
     for (const auto& [_, tenant] : ids.tenants) {
       PairCounters pc{service, tenant, {}};
@@ -33,10 +43,7 @@ CounterSnapshot read_counters(const DataPath& dp, const policy::IdAssignment& id
         }
       if (any) snap.pairs.push_back(pc);
     }
-    sl_service_counters sum{};
-    for (const sl_service_counters& cpu : percpu_lookup<uint32_t, sl_service_counters>(service_fd, service))
-      for (int r = 0; r < SL_R__COUNT; r++) sum.would_shed[r] += cpu.would_shed[r];
-    snap.services[service] = sum;
+    snap.services[service] = read_service_counters(dp, service);
   }
 
   uint32_t zero = 0;

@@ -25,6 +25,9 @@ struct CounterSnapshot {
   std::map<uint32_t, sl_deny_counters> deny;  // deny id -> counters (non-zero only)
 };
 
+// One service's totals over all its tenants.
+sl_service_counters read_service_counters(const DataPath& dp, uint32_t service_id);
+
 // Reads the counters of the running policy's services, tenants and deny rules.
 CounterSnapshot read_counters(const DataPath& dp, const policy::IdAssignment& ids);
 

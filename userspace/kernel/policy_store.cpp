@@ -165,8 +165,16 @@ void PolicyStore::clear_retired_state(const policy::IdAssignment& before, const 
   }
   if (!services.empty()) {
     int service_stats_fd = dp_.map_fd(dp_.skel()->maps.service_stats);
+    int obs_stats_fd = dp_.map_fd(dp_.skel()->maps.obs_stats);
+    int obs_shared_fd = dp_.map_fd(dp_.skel()->maps.obs_shared);
     std::vector<sl_service_counters> zero_service(possible_cpus());
-    for (uint32_t s : services) bpf_map_update_elem(service_stats_fd, &s, zero_service.data(), BPF_ANY);
+    std::vector<sl_obs_counters> zero_obs(possible_cpus());
+    sl_obs_shared zero_shared{};
+    for (uint32_t s : services) {
+      bpf_map_update_elem(service_stats_fd, &s, zero_service.data(), BPF_ANY);
+      bpf_map_update_elem(obs_stats_fd, &s, zero_obs.data(), BPF_ANY);
+      bpf_map_update_elem(obs_shared_fd, &s, &zero_shared, BPF_ANY);
+    }
     int fd = dp_.map_fd(dp_.skel()->maps.source_buckets);
     for (const auto& key : map_keys<sl_source_key>(fd))
       if (services.count(key.service_id)) bpf_map_delete_elem(fd, &key);
