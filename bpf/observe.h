@@ -4,8 +4,9 @@
  * starts with the first client payload on an idle flow (XDP ingress) and
  * ends with the first server payload after it (TC egress); its latency is
  * the time to the first response byte. FIN or RST with a request pending
- * ends it as aborted. Flows change state with compare-and-swap, so each
- * request is counted exactly once however many CPUs see its packets.
+ * ends it as aborted. An admitted SYN reserves the in-flight slot of the
+ * connection's first request. Flows change state with compare-and-swap, so
+ * each request is counted exactly once however many CPUs see its packets.
  *
  * Where the pairing is wrong: pipelined HTTP/1.1 requests share the first
  * one's start and end with the first response; HTTP/2 and other multiplexed
@@ -49,46 +50,82 @@ static __always_inline struct sl_obs_counters *obs_counters(__u32 service_id)
 	return bpf_map_lookup_elem(&obs_stats, &service_id);
 }
 
-/* Start a request on the flow `key`; no-op if one is pending already. */
-static __always_inline void request_begin(const struct sl_flow_key *key, __u32 service_id, __u32 tenant_id,
-					  __u32 level, __u64 now)
+/* Move a flow from one state to another; 1 if this CPU made the move. */
+static __always_inline int flow_move(struct sl_flow *f, __u32 from, __u32 to)
 {
-	struct sl_flow fresh = { .started_ns = now, .service_id = service_id, .tenant_id = tenant_id,
-				 .level = level };
+	return __sync_val_compare_and_swap(&f->state, from, to) == from;
+}
+
+/* Bring the flow `key` from idle (or absent) into `state`; 1 if this CPU
+ * did, so only it counts the new in-flight slot. */
+static __always_inline int flow_enter(const struct sl_flow_key *key, __u32 state, __u32 service_id,
+				      __u32 tenant_id, __u32 level, __u64 now)
+{
 	struct sl_flow *f = bpf_map_lookup_elem(&flows, key);
 
 	if (!f) {
-		if (bpf_map_update_elem(&flows, key, &fresh, BPF_NOEXIST) != 0)
-			return; /* lost a race to create it: the winner counts */
-	} else if (__sync_val_compare_and_swap(&f->started_ns, 0, now) != 0) {
-		return; /* already pending */
+		struct sl_flow fresh = { .started_ns = now, .state = state, .service_id = service_id,
+					 .tenant_id = tenant_id, .level = level };
+		return bpf_map_update_elem(&flows, key, &fresh, BPF_NOEXIST) == 0;
 	}
-	inflight_add(service_id, 1);
+	if (!flow_move(f, SL_FLOW_IDLE, state))
+		return 0;
+	f->started_ns = now;
+	f->service_id = service_id;
+	f->tenant_id = tenant_id;
+	f->level = level;
+	return 1;
+}
+
+/* An admitted connection reserves the slot of its first request. */
+static __always_inline void connection_reserve(const struct sl_flow_key *key, __u32 service_id, __u32 tenant_id,
+					       __u32 level, __u64 now)
+{
+	if (flow_enter(key, SL_FLOW_RESERVED, service_id, tenant_id, level, now))
+		inflight_add(service_id, 1);
+}
+
+static __always_inline void count_started(__u32 service_id)
+{
 	struct sl_obs_counters *c = obs_counters(service_id);
+
 	if (c)
 		c->started++;
 }
 
-/* Take the pending request off the flow; returns its start, or 0 if none
- * (or another CPU took it first). */
-static __always_inline __u64 request_take(struct sl_flow *f)
+/* A request starts in the slot its connection reserved (no new admission). */
+static __always_inline int request_claim(struct sl_flow *f, __u64 now)
 {
-	__u64 started = f->started_ns;
-
-	if (!started || __sync_val_compare_and_swap(&f->started_ns, started, 0) != started)
+	if (!flow_move(f, SL_FLOW_RESERVED, SL_FLOW_PENDING))
 		return 0;
-	inflight_add(f->service_id, -1);
-	return started;
+	f->started_ns = now;
+	count_started(f->service_id);
+	return 1;
 }
 
-/* The first response byte of a pending request went out. */
+/* A newly admitted request on an idle (or new) flow. */
+static __always_inline void request_begin(const struct sl_flow_key *key, __u32 service_id, __u32 tenant_id,
+					  __u32 level, __u64 now)
+{
+	if (!flow_enter(key, SL_FLOW_PENDING, service_id, tenant_id, level, now))
+		return; /* another CPU started it: that one counts */
+	inflight_add(service_id, 1);
+	count_started(service_id);
+}
+
+/* The server sent payload: the first byte of the pending request's answer. */
 static __always_inline void request_answered(struct sl_flow *f, const struct sl_service *svc, __u64 now,
 					     int server_error)
 {
-	__u64 started = request_take(f);
+	__u64 started = f->started_ns;
 
-	if (!started)
+	if (flow_move(f, SL_FLOW_RESERVED, SL_FLOW_IDLE)) {
+		inflight_add(f->service_id, -1); /* the server spoke first: no request */
 		return;
+	}
+	if (!flow_move(f, SL_FLOW_PENDING, SL_FLOW_IDLE))
+		return;
+	inflight_add(f->service_id, -1);
 	struct sl_obs_counters *c = obs_counters(f->service_id);
 	if (!c)
 		return;
@@ -104,14 +141,17 @@ static __always_inline void request_answered(struct sl_flow *f, const struct sl_
 		c->timeouts++;
 }
 
-/* The flow ended (FIN or RST) with a request pending. */
-static __always_inline void request_aborted(struct sl_flow *f, int by_server)
+/* The flow ends (FIN or RST): release its slot; a pending request is aborted. */
+static __always_inline void flow_closed(struct sl_flow *f, int by_server)
 {
-	__u32 service_id = f->service_id;
-
-	if (!request_take(f))
+	if (flow_move(f, SL_FLOW_RESERVED, SL_FLOW_IDLE)) {
+		inflight_add(f->service_id, -1);
 		return;
-	struct sl_obs_counters *c = obs_counters(service_id);
+	}
+	if (!flow_move(f, SL_FLOW_PENDING, SL_FLOW_IDLE))
+		return;
+	inflight_add(f->service_id, -1);
+	struct sl_obs_counters *c = obs_counters(f->service_id);
 	if (!c)
 		return;
 	if (by_server)

@@ -94,9 +94,9 @@ static __always_inline int track_client_segment(const struct judged *j)
 	struct sl_flow_key key = {};
 	flow_key_from_client(&key, pkt);
 	struct sl_flow *f = bpf_map_lookup_elem(&flows, &key);
-	if (closing || (f && f->started_ns)) {
+	if (closing || (f && f->state == SL_FLOW_PENDING)) {
 		if (closing && f) {
-			request_aborted(f, 0);
+			flow_closed(f, 0);
 			bpf_map_delete_elem(&flows, &key);
 		}
 		j->counters->verdict[SL_R_PASSED]++;
@@ -104,6 +104,11 @@ static __always_inline int track_client_segment(const struct judged *j)
 	}
 
 	__u64 now = precise_clock();
+	if (f && request_claim(f, now)) {
+		j->t->reason = SL_R_REQUEST; /* admitted with its connection */
+		j->counters->verdict[SL_R_REQUEST]++;
+		return XDP_PASS;
+	}
 	__u32 level = tenant_level(j->pv, j->tenant_id);
 	enum sl_reason reason = admit_adaptive(j->pv, j->service_id, level, now, j->g);
 	j->t->reason = reason;
@@ -140,10 +145,13 @@ static __always_inline int admit_unit(const struct judged *j)
 		return reject(j->ctx, j->svc, j->pkt, j->g);
 	}
 	j->counters->verdict[SL_R_ADMITTED]++;
-	if (tracked && j->pkt->l4proto == IPPROTO_UDP) {
+	if (tracked) {
 		struct sl_flow_key key = {};
 		flow_key_from_client(&key, j->pkt);
-		request_begin(&key, j->service_id, j->tenant_id, level, now); /* a datagram is a request */
+		if (j->pkt->l4proto == IPPROTO_UDP)
+			request_begin(&key, j->service_id, j->tenant_id, level, now); /* a datagram is a request */
+		else
+			connection_reserve(&key, j->service_id, j->tenant_id, level, now);
 	}
 	return XDP_PASS;
 }
@@ -267,12 +275,12 @@ int sluice_tc_egress(struct __sk_buff *skb)
 	if (!f)
 		return TC_ACT_OK;
 	if (closing) {
-		request_aborted(f, 1);
+		flow_closed(f, 1);
 		bpf_map_delete_elem(&flows, &key);
 		return TC_ACT_OK;
 	}
-	if (f->started_ns) {
-		int error = (svc->flags & SL_SVC_HTTP) && http_server_error(skb, &pkt);
+	if (f->state != SL_FLOW_IDLE) {
+		int error = f->state == SL_FLOW_PENDING && (svc->flags & SL_SVC_HTTP) && http_server_error(skb, &pkt);
 		request_answered(f, svc, precise_clock(), error);
 	}
 	return TC_ACT_OK;

@@ -163,7 +163,8 @@ struct sl_service_tuning {
 	__u32 breaker_open_ms;      /* time OPEN before HALF_OPEN */
 	__u16 breaker_probes;       /* admissions allowed while HALF_OPEN */
 	__u16 sre_k_milli;          /* SRE throttling K, in thousandths */
-	__u32 reserved[2];
+	__u32 breaker_window_ms;    /* the breakers' window (10 buckets) */
+	__u32 reserved;
 	char cgroup[64];            /* the service's cgroup (v2 path) for its CPU; empty: the host's */
 };
 
@@ -280,9 +281,11 @@ struct sl_control_header {
 #define SL_P_ONE 0xffffffffu /* reject_p scale: SL_P_ONE means always reject */
 
 /*
- * ctl_services[service id]. Priority levels share one adaptive limit L:
- * level 0 may fill it, level 1 is refused from 90% of it, level 2 from 80%,
- * so under overload level 2 is shed first and level 0 last. The controller
+ * ctl_services[service id]. Priority levels share one learned limit L: work
+ * of level 2 is admitted while in-flight work is below about 1.1 L, level 1
+ * below 1.2 L, level 0 below 1.3 L (always at least L + 1), so under
+ * overload level 2 is shed first and level 0 last, while work of any level
+ * can still show that the service has more room than L. The controller
  * writes the three thresholds; the data path compares in-flight work with
  * the one of the request's level.
  */
@@ -300,8 +303,15 @@ struct sl_control {
 /*
  * flows: request/response pairing per connection (TCP) or 5-tuple (UDP) of a
  * service with SL_SVC_TRACK. A request starts with the first client payload
- * on an idle flow and completes with the first server payload after it.
+ * on an idle flow and completes with the first server payload after it. An
+ * admitted SYN reserves an in-flight slot for the connection's first request,
+ * so admitting connections and admitting requests count the same slots.
  */
+enum sl_flow_state {
+	SL_FLOW_IDLE = 0,     /* no request outstanding */
+	SL_FLOW_RESERVED = 1, /* connection admitted, its first request not yet sent */
+	SL_FLOW_PENDING = 2,  /* a request awaits its first response byte */
+};
 struct sl_flow_key {
 	__u8 client[16]; /* IPv4-mapped when IPv4 */
 	__u8 server[16];
@@ -311,11 +321,12 @@ struct sl_flow_key {
 	__u8 reserved[3];
 };
 struct sl_flow {
-	__u64 started_ns; /* bpf_ktime_get_ns of the request's first byte; 0: idle */
+	__u64 started_ns; /* CLOCK_MONOTONIC: the request's first byte, or the reservation */
+	__u32 state;      /* enum sl_flow_state, changed by compare-and-swap */
 	__u16 service_id;
 	__u16 tenant_id;
 	__u8 level;
-	__u8 reserved[3];
+	__u8 reserved[7];
 };
 
 /* obs_shared[service id]: shared counters changed with atomic adds. */
@@ -445,7 +456,7 @@ SL_STATIC_ASSERT(sizeof(struct sl_control_header) == 16, "sl_control_header layo
 SL_STATIC_ASSERT(sizeof(struct sl_control) == 32, "sl_control layout");
 SL_STATIC_ASSERT(sizeof(struct sl_bucket) == 8, "sl_bucket layout");
 SL_STATIC_ASSERT(sizeof(struct sl_flow_key) == 40, "sl_flow_key layout");
-SL_STATIC_ASSERT(sizeof(struct sl_flow) == 16, "sl_flow layout");
+SL_STATIC_ASSERT(sizeof(struct sl_flow) == 24, "sl_flow layout");
 SL_STATIC_ASSERT(sizeof(struct sl_obs_shared) == 16, "sl_obs_shared layout");
 SL_STATIC_ASSERT(sizeof(struct sl_obs_counters) == 8 * (7 + SL_HIST_BUCKETS), "sl_obs_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_source_key) == 20, "sl_source_key layout");

@@ -377,3 +377,39 @@ TEST(Adaptive, UntrackedServicesIgnoreTheControllerAndAreNotObserved) {
   t.run_egress(c.response());
   EXPECT_EQ(t.observe("web").counters.started, 0u);
 }
+
+// One request per connection (HTTP/1.0 style): an admitted SYN holds the
+// slot its first request will use, so the limit counts connections not yet
+// asked and requests alike, and no admitted connection's request is refused.
+TEST(Adaptive, AdmittedConnectionsReserveTheirFirstRequest) {
+  XdpTester t(tracked_policy());
+  t.set_now(kT0);
+  t.set_heartbeat(kT0);
+  sl_control ctl{};
+  ctl.max_inflight[0] = ctl.max_inflight[1] = ctl.max_inflight[2] = 2;
+  t.set_control("web", ctl);
+  Conn a, b, c;
+  b.port = 40001;
+  c.port = 40002;
+  EXPECT_EQ(t.run(a.syn()).action, XDP_PASS);
+  EXPECT_EQ(t.run(a.syn()).action, XDP_PASS);  // a retransmitted SYN reserves nothing more
+  EXPECT_EQ(t.run(b.syn()).action, XDP_PASS);
+  EXPECT_EQ(t.observe("web").inflight, 2);
+  EXPECT_EQ(t.run(c.syn()).action, XDP_DROP);  // both slots are spoken for
+  EXPECT_EQ(t.run(a.request()).action, XDP_PASS);
+  EXPECT_EQ(t.run(b.request()).action, XDP_PASS);  // never refused: admitted with its SYN
+  auto o = t.observe("web");
+  EXPECT_EQ(o.inflight, 2);
+  EXPECT_EQ(o.counters.started, 2u);
+  t.set_now(kT0 + 5 * kMs);
+  t.run_egress(a.response());
+  EXPECT_EQ(t.observe("web").counters.latency_sum_ns, 5 * kMs);  // timed from the request, not the SYN
+  EXPECT_EQ(t.observe("web").inflight, 1);
+  // A connection that closes before asking releases its slot, and is no abort.
+  EXPECT_EQ(t.run(c.syn()).action, XDP_PASS);
+  EXPECT_EQ(t.observe("web").inflight, 2);
+  t.run(c.client_fin());
+  o = t.observe("web");
+  EXPECT_EQ(o.inflight, 1);
+  EXPECT_EQ(o.counters.client_aborts, 0u);
+}

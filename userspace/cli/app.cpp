@@ -79,6 +79,7 @@ int run_cli(int argc, const char* const* argv, Backend* backend) {
   add_attach_commands(app, g);
   add_policy_commands(app, g);
   add_stats_command(app, g);
+  add_run_command(app, g);
 
   try {
     app.parse(argc, argv);

@@ -48,6 +48,7 @@ struct ServiceOptions {
     opt("cpu-threshold", "BBR: apply the in-flight limit when CPU is above PCT percent (0: always).");
     opt("window", "Statistics window of the controller, in ms (default 10000).");
     opt("window-buckets", "Buckets in the window (default 100).");
+    opt("breaker-window", "The breakers' window in ms (default 1000), in 10 buckets.");
     opt("breaker-min-calls", "Minimum requests in the window before the breaker may open (default 20).");
     opt("breaker-error-pct", "Ratio breaker: open at this error percentage (default 50).");
     opt("breaker-slow-pct", "Ratio breaker: open at this slow-call percentage (default 0: off).");
@@ -88,6 +89,7 @@ struct ServiceOptions {
     u32("cpu-threshold", t.cpu_threshold_pct, 0, 100);
     u32("window", t.window_ms, 100, 600'000);
     u32("window-buckets", t.window_buckets, 1, 1000);
+    u32("breaker-window", t.breaker_window_ms, 100, 600'000);
     u32("breaker-min-calls", t.breaker_min_calls, 1, 65535);
     u32("breaker-error-pct", t.breaker_error_pct, 1, 100);
     u32("breaker-slow-pct", t.breaker_slow_pct, 0, 100);

@@ -12,5 +12,6 @@ namespace sluice::cli {
 void add_attach_commands(CLI::App& app, GlobalOptions& g);  // attach, detach, status, reset
 void add_policy_commands(CLI::App& app, GlobalOptions& g);  // service, tenant, limit, deny, apply, export
 void add_stats_command(CLI::App& app, GlobalOptions& g);    // stats
+void add_run_command(CLI::App& app, GlobalOptions& g);      // run (the controller)
 
 }  // namespace sluice::cli

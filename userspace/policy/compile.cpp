@@ -46,6 +46,7 @@ sl_service_tuning to_kernel(const Tuning& t) {
   k.timeout_ms = t.timeout_ms;
   k.window_ms = t.window_ms;
   k.window_buckets = static_cast<uint16_t>(t.window_buckets);
+  k.breaker_window_ms = t.breaker_window_ms;
   k.breaker_min_calls = static_cast<uint16_t>(t.breaker_min_calls);
   k.breaker_error_pm = static_cast<uint16_t>(t.breaker_error_pct * 10);
   k.breaker_slow_pm = static_cast<uint16_t>(t.breaker_slow_pct * 10);
@@ -65,6 +66,7 @@ Tuning from_kernel(const sl_service_tuning& k) {
   t.timeout_ms = k.timeout_ms;
   t.window_ms = k.window_ms;
   t.window_buckets = k.window_buckets;
+  t.breaker_window_ms = k.breaker_window_ms;
   t.breaker_min_calls = k.breaker_min_calls;
   t.breaker_error_pct = k.breaker_error_pm / 10;
   t.breaker_slow_pct = k.breaker_slow_pm / 10;

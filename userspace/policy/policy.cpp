@@ -90,6 +90,9 @@ void validate_tuning(const Service& s) {
     throw PolicyError(k, s.name, "window_buckets",
                       "window_ms " + std::to_string(t.window_ms) + " must divide into window_buckets " +
                           std::to_string(t.window_buckets) + " whole milliseconds");
+  check_range(k, s.name, "breaker_window_ms", t.breaker_window_ms, 100, 600'000);
+  if (t.breaker_window_ms % 10 != 0)
+    throw PolicyError(k, s.name, "breaker_window_ms", "breaker_window_ms must be a multiple of 10 (10 buckets)");
   check_range(k, s.name, "breaker_min_calls", t.breaker_min_calls, 1, 65535);
   check_range(k, s.name, "breaker_error_pct", t.breaker_error_pct, 1, 100);
   check_range(k, s.name, "breaker_slow_pct", t.breaker_slow_pct, 0, 100);

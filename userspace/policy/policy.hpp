@@ -31,6 +31,7 @@ struct Tuning {
   uint32_t timeout_ms = 0;          // latency SLO; slower requests count as failures
   uint32_t window_ms = 10'000;
   uint32_t window_buckets = 100;
+  uint32_t breaker_window_ms = 1'000;  // errors must open the breaker within a second
   uint32_t breaker_min_calls = 20;
   uint32_t breaker_error_pct = 50;
   uint32_t breaker_slow_pct = 0;  // 0: slow calls never open the breaker

@@ -140,7 +140,7 @@ Service read_service(TableReader& r, LineIndex& lines) {
   lines.note("service", s.name, "", r.line("name"));
   for (const char* f : {"name", "port", "proto", "addr", "rate", "burst", "per_source", "per_source_burst", "reject",
                         "dry_run", "http", "adaptive", "breaker", "timeout_ms", "cpu_threshold", "window_ms",
-                        "window_buckets", "breaker_min_calls", "breaker_error_pct", "breaker_slow_pct",
+                        "window_buckets", "breaker_window_ms", "breaker_min_calls", "breaker_error_pct", "breaker_slow_pct",
                         "breaker_slow_ms", "breaker_open_ms", "breaker_probes", "sre_k", "cgroup"})
     lines.note("service", s.name, f, r.line(f));
 
@@ -182,6 +182,7 @@ Service read_service(TableReader& r, LineIndex& lines) {
   u32("cpu_threshold", t.cpu_threshold_pct);
   u32("window_ms", t.window_ms);
   u32("window_buckets", t.window_buckets);
+  u32("breaker_window_ms", t.breaker_window_ms);
   u32("breaker_min_calls", t.breaker_min_calls);
   u32("breaker_error_pct", t.breaker_error_pct);
   u32("breaker_slow_pct", t.breaker_slow_pct);
@@ -344,6 +345,7 @@ std::string to_toml(const Policy& policy) {
     field("cpu_threshold", t.cpu_threshold_pct, tuning_defaults.cpu_threshold_pct);
     field("window_ms", t.window_ms, tuning_defaults.window_ms);
     field("window_buckets", t.window_buckets, tuning_defaults.window_buckets);
+    field("breaker_window_ms", t.breaker_window_ms, tuning_defaults.breaker_window_ms);
     field("breaker_min_calls", t.breaker_min_calls, tuning_defaults.breaker_min_calls);
     field("breaker_error_pct", t.breaker_error_pct, tuning_defaults.breaker_error_pct);
     field("breaker_slow_pct", t.breaker_slow_pct, tuning_defaults.breaker_slow_pct);

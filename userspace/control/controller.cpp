@@ -1,0 +1,129 @@
+#include "control/controller.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "kernel/counters.hpp"
+#include "kernel/map.hpp"
+#include "sluice.skel.h"
+
+namespace sluice::control {
+
+Controller::Controller(kernel::DataPath& dp, ControllerOptions options, LogLine log)
+    : dp_(dp), options_(options), log_(std::move(log)) {
+  shared_cpu_ = options_.cpu == CpuMode::Psi ? psi_cpu() : host_cpu();
+}
+
+Controller::~Controller() {
+  // A clean stop fails open at once instead of after the staleness bound.
+  uint32_t zero = 0;
+  sl_control_header none{};
+  bpf_map_update_elem(dp_.map_fd(dp_.skel()->maps.ctl_header), &zero, &none, BPF_ANY);
+  for (const auto& [_, g] : services_) lift(g.id);
+}
+
+void Controller::lift(uint32_t service_id) {
+  sl_control none{};
+  bpf_map_update_elem(dp_.map_fd(dp_.skel()->maps.ctl_services), &service_id, &none, BPF_ANY);
+}
+
+// Follow the policy: govern services with an adaptive limit or a breaker,
+// keep the learned state of those whose settings did not change.
+void Controller::reload_policy(uint64_t now_ns) {
+  kernel::RunningPolicy running = kernel::PolicyStore(dp_).read();
+  if (running.epoch == epoch_) return;
+  epoch_ = running.epoch;
+
+  std::map<std::string, Governed> next;
+  for (const auto& s : running.policy.services) {
+    if (s.tuning.adaptive == policy::Adaptive::Off && s.tuning.breaker == policy::BreakerKind::Off) continue;
+    uint32_t id = running.ids.services.at(s.name);
+    auto old = services_.find(s.name);
+    if (old != services_.end() && old->second.id == id && old->second.controller->tuning() == s.tuning) {
+      next.emplace(s.name, std::move(old->second));
+      continue;
+    }
+    Governed g;
+    g.id = id;
+    g.controller = std::make_unique<ServiceController>(s.name, s.tuning, now_ns);
+    if (!s.tuning.cgroup.empty()) g.cpu = cgroup_cpu(s.tuning.cgroup);
+    g.last = kernel::read_observation(dp_, id);
+    g.last_shed = kernel::read_service_counters(dp_, id);
+    log_(s.name + ": governed (" + policy::to_string(s.tuning.adaptive) + " limit, " +
+         policy::to_string(s.tuning.breaker) + " breaker, cpu from " +
+         (g.cpu ? g.cpu->describe() : shared_cpu_->describe()) + ")");
+    next.emplace(s.name, std::move(g));
+  }
+  for (const auto& [name, g] : services_)
+    if (!next.count(name) || next.at(name).id != g.id) {
+      lift(g.id);
+      if (!next.count(name)) log_(name + ": no longer governed");
+    }
+  services_ = std::move(next);
+}
+
+void Controller::sample_cpu(uint64_t now_ns) {
+  if (now_ns < next_cpu_ns_) return;
+  next_cpu_ns_ = now_ns + options_.cpu_every_ns;
+  if (auto v = shared_cpu_->sample(now_ns)) shared_cpu_permille_ = shared_smoother_.update(*v);
+  for (auto& [_, g] : services_)
+    if (g.cpu)
+      if (auto v = g.cpu->sample(now_ns)) g.cpu_permille = g.smoother.update(*v);
+}
+
+void Controller::write_heartbeat(uint64_t now_ns) {
+  uint32_t zero = 0;
+  sl_control_header h{};
+  h.heartbeat_ns = now_ns;
+  h.controller_pid = static_cast<uint32_t>(getpid());
+  kernel::map_update(dp_.map_fd(dp_.skel()->maps.ctl_header), zero, h, "ctl_header");
+}
+
+void Controller::tick(uint64_t now_ns) {
+  reload_policy(now_ns);
+  sample_cpu(now_ns);
+  int ctl_fd = dp_.map_fd(dp_.skel()->maps.ctl_services);
+  std::vector<ServiceReport> reports;
+  for (auto& [name, g] : services_) {
+    kernel::Observation now = kernel::read_observation(dp_, g.id);
+    sl_service_counters shed = kernel::read_service_counters(dp_, g.id);
+    ServiceSample s;
+    s.delta = kernel::minus(now, g.last);
+    for (int r = 0; r < SL_R__COUNT; r++) s.shed_delta.shed[r] = shed.shed[r] - g.last_shed.shed[r];
+    s.inflight = now.inflight;
+    s.probes_admitted = now.probes_admitted;
+    g.last = now;
+    g.last_shed = shed;
+
+    int64_t cpu = g.cpu ? g.cpu_permille : shared_cpu_permille_;
+    g.control = g.controller->tick(now_ns, s, cpu, log_);
+    kernel::map_update(ctl_fd, g.id, g.control, "ctl_services");
+    reports.push_back(ServiceReport{name, g.id, g.controller->view(), g.control});
+  }
+  write_heartbeat(now_ns);
+  ticks_++;
+  std::lock_guard lock(reports_mutex_);
+  reports_ = std::move(reports);
+}
+
+void Controller::run(const std::atomic<bool>& stop) {
+  auto next = std::chrono::steady_clock::now();
+  while (!stop.load()) {
+    tick(kernel::monotonic_ns());
+    next += std::chrono::nanoseconds(options_.tick_ns);
+    auto now = std::chrono::steady_clock::now();
+    if (next < now) next = now;  // fell behind: don't try to catch up in a burst
+    while (!stop.load() && std::chrono::steady_clock::now() < next)
+      std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(next - std::chrono::steady_clock::now(),
+                                                                      std::chrono::milliseconds(20)));
+  }
+}
+
+std::vector<ServiceReport> Controller::reports() const {
+  std::lock_guard lock(reports_mutex_);
+  return reports_;
+}
+
+}  // namespace sluice::control

@@ -1,0 +1,84 @@
+// `sluice run`: the control loop. Every tick it reads what the kernel
+// observed of each governed service, lets that service's ServiceController
+// decide, writes the control map and then its heartbeat. The data path
+// ignores control values once the heartbeat is older than the policy's
+// bound, so a dead or stalled controller leaves only static policy.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "control/cpu.hpp"
+#include "control/service_control.hpp"
+#include "kernel/datapath.hpp"
+#include "kernel/observation.hpp"
+#include "kernel/policy_store.hpp"
+
+namespace sluice::control {
+
+enum class CpuMode { Host, Psi };
+
+struct ControllerOptions {
+  uint64_t tick_ns = 100'000'000;        // how often control values are recomputed
+  uint64_t cpu_every_ns = 500'000'000;   // kratos samples CPU every 500 ms
+  CpuMode cpu = CpuMode::Host;           // for services without a cgroup
+};
+
+// What the metrics exporter and status show of one governed service.
+struct ServiceReport {
+  std::string name;
+  uint32_t service_id = 0;
+  ServiceView view;
+  sl_control control{};
+};
+
+class Controller {
+ public:
+  Controller(kernel::DataPath& dp, ControllerOptions options, LogLine log);
+  ~Controller();  // lifts every control value (fail open at once)
+
+  // One tick at `now_ns` (CLOCK_MONOTONIC).
+  void tick(uint64_t now_ns);
+  // Ticks until `stop` is set.
+  void run(const std::atomic<bool>& stop);
+
+  std::vector<ServiceReport> reports() const;
+  uint64_t ticks() const { return ticks_; }
+
+ private:
+  struct Governed {
+    uint32_t id = 0;
+    std::unique_ptr<ServiceController> controller;
+    std::unique_ptr<CpuSource> cpu;  // the service's cgroup, if it names one
+    algo::CpuSmoother smoother;
+    int64_t cpu_permille = -1;
+    kernel::Observation last;
+    sl_service_counters last_shed{};
+    sl_control control{};
+  };
+
+  void reload_policy(uint64_t now_ns);
+  void sample_cpu(uint64_t now_ns);
+  void write_heartbeat(uint64_t now_ns);
+  void lift(uint32_t service_id);
+
+  kernel::DataPath& dp_;
+  ControllerOptions options_;
+  LogLine log_;
+  uint64_t epoch_ = UINT64_MAX;
+  std::map<std::string, Governed> services_;
+  std::unique_ptr<CpuSource> shared_cpu_;
+  algo::CpuSmoother shared_smoother_;
+  int64_t shared_cpu_permille_ = -1;
+  uint64_t next_cpu_ns_ = 0;
+  uint64_t ticks_ = 0;
+  mutable std::mutex reports_mutex_;
+  std::vector<ServiceReport> reports_;
+};
+
+}  // namespace sluice::control

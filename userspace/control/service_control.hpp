@@ -1,0 +1,82 @@
+// The controller's decisions for one service, tick by tick: what the kernel
+// observed goes in (completions, latency, errors, in-flight, refusals), the
+// service's control values come out (in-flight limits per level, breaker
+// state and probe budget, reject probability).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "algo/aimd.hpp"
+#include "algo/bbr.hpp"
+#include "algo/breaker.hpp"
+#include "algo/gradient.hpp"
+#include "algo/sre_throttle.hpp"
+#include "kernel/observation.hpp"
+#include "policy/policy.hpp"
+#include "sluice/abi.h"
+
+namespace sluice::control {
+
+// One tick of what the kernel saw of a service.
+struct ServiceSample {
+  kernel::Observation delta;          // counters since the previous tick
+  sl_service_counters shed_delta{};   // refusals since the previous tick
+  int64_t inflight = 0;               // now, leaks already subtracted
+  uint64_t probes_admitted = 0;       // total ever (the kernel's counter)
+};
+
+// What the controller currently thinks of a service (status, metrics, logs).
+struct ServiceView {
+  uint64_t estimate = 0;        // the learned in-flight limit (0: none yet)
+  bool armed = false;           // whether the in-flight limit applies now
+  uint32_t kernel_limit = 0;    // what level 0 may fill (0: unlimited)
+  algo::BreakerState breaker = algo::BreakerState::kClosed;
+  double reject_p = 0;
+  int64_t inflight = 0;
+  int64_t cpu_permille = -1;    // -1: not known yet
+  uint64_t min_rt_us = 0;
+};
+
+using LogLine = std::function<void(const std::string&)>;
+
+// How far above the learned limit each level may fill in-flight work (see
+// abi.h). Headroom lets a service with room show it: a limit applied at
+// exactly the estimate would cap the completions the estimate learns from.
+inline constexpr double kLevelHeadroom[SL_LEVELS] = {0.3, 0.2, 0.1};
+
+class ServiceController {
+ public:
+  ServiceController(std::string name, const policy::Tuning& tuning, uint64_t now_ns);
+
+  // One tick: learn from `sample`, decide. `cpu_permille` is the smoothed
+  // CPU of the service (or the host), -1 when unknown.
+  sl_control tick(uint64_t now_ns, const ServiceSample& sample, int64_t cpu_permille, const LogLine& log);
+
+  const policy::Tuning& tuning() const { return tuning_; }
+  const ServiceView& view() const { return view_; }
+
+  // The in-flight thresholds of the three levels for a learned limit (0: none).
+  static void split_levels(uint64_t learned, uint32_t (&out)[SL_LEVELS]);
+
+ private:
+  // The learned limit if it applies now, else 0.
+  uint64_t adaptive_limit(uint64_t now_ns, const algo::TickStats& ts, int64_t cpu, bool kernel_dropped);
+  void breaker_tick(uint64_t now_ns, const algo::TickStats& ts, const ServiceSample& s, sl_control& out,
+                    const LogLine& log);
+
+  std::string name_;
+  policy::Tuning tuning_;
+  std::unique_ptr<algo::Bbr> bbr_;
+  std::unique_ptr<algo::Aimd> aimd_;
+  std::unique_ptr<algo::Gradient> gradient_;
+  std::unique_ptr<algo::Breaker> breaker_;
+  std::unique_ptr<algo::SreThrottle> sre_;
+  uint64_t probe_limit_ = 0;  // kept while HALF_OPEN
+  ServiceView view_;
+};
+
+}  // namespace sluice::control
