@@ -73,6 +73,28 @@ void Controller::sample_cpu(uint64_t now_ns) {
       if (auto v = g.cpu->sample(now_ns)) g.cpu_permille = g.smoother.update(*v);
 }
 
+// The kernel's in-flight counter only moves when a flow changes state, so a
+// flow the LRU evicts while pending, or a SYN's reservation that never
+// becomes a request, would hold its slot forever. Count the flows that
+// really hold one; the difference is published as inflight_bias, which the
+// data path subtracts. The counter is read before and after the scan and
+// the smaller taken, so requests ending during the scan are not mistaken
+// for leaks.
+void Controller::reconcile(uint64_t now_ns) {
+  if (now_ns < next_reconcile_ns_ || services_.empty()) return;
+  next_reconcile_ns_ = now_ns + options_.reconcile_every_ns;
+  std::map<uint32_t, int64_t> before;
+  for (const auto& [_, g] : services_) before[g.id] = kernel::read_observation(dp_, g.id).inflight;
+  std::map<uint32_t, int64_t> live = kernel::live_flows(dp_, now_ns, options_.reservation_ttl_ns);
+  for (auto& [name, g] : services_) {
+    int64_t after = kernel::read_observation(dp_, g.id).inflight;
+    int64_t leaked = std::max<int64_t>(0, std::min(before[g.id], after) - live[g.id]);
+    if (leaked != g.inflight_bias && (leaked > 0 || g.inflight_bias > 0))
+      log_(name + ": " + std::to_string(leaked) + " in-flight slots held by no live flow (evicted or abandoned)");
+    g.inflight_bias = leaked;
+  }
+}
+
 void Controller::write_heartbeat(uint64_t now_ns) {
   uint32_t zero = 0;
   sl_control_header h{};
@@ -84,6 +106,7 @@ void Controller::write_heartbeat(uint64_t now_ns) {
 void Controller::tick(uint64_t now_ns) {
   reload_policy(now_ns);
   sample_cpu(now_ns);
+  reconcile(now_ns);
   int ctl_fd = dp_.map_fd(dp_.skel()->maps.ctl_services);
   std::vector<ServiceReport> reports;
   for (auto& [name, g] : services_) {
@@ -92,13 +115,14 @@ void Controller::tick(uint64_t now_ns) {
     ServiceSample s;
     s.delta = kernel::minus(now, g.last);
     for (int r = 0; r < SL_R__COUNT; r++) s.shed_delta.shed[r] = shed.shed[r] - g.last_shed.shed[r];
-    s.inflight = now.inflight;
+    s.inflight = now.inflight - g.inflight_bias;
     s.probes_admitted = now.probes_admitted;
     g.last = now;
     g.last_shed = shed;
 
     int64_t cpu = g.cpu ? g.cpu_permille : shared_cpu_permille_;
     g.control = g.controller->tick(now_ns, s, cpu, log_);
+    g.control.inflight_bias = static_cast<int32_t>(g.inflight_bias);
     kernel::map_update(ctl_fd, g.id, g.control, "ctl_services");
     reports.push_back(ServiceReport{name, g.id, g.controller->view(), g.control});
   }

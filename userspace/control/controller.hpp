@@ -26,6 +26,8 @@ enum class CpuMode { Host, Psi };
 struct ControllerOptions {
   uint64_t tick_ns = 100'000'000;        // how often control values are recomputed
   uint64_t cpu_every_ns = 500'000'000;   // kratos samples CPU every 500 ms
+  uint64_t reconcile_every_ns = 1'000'000'000;  // in-flight leak checks
+  uint64_t reservation_ttl_ns = 2'000'000'000;  // a SYN's slot without a request
   CpuMode cpu = CpuMode::Host;           // for services without a cgroup
 };
 
@@ -60,11 +62,13 @@ class Controller {
     kernel::Observation last;
     sl_service_counters last_shed{};
     sl_control control{};
+    int64_t inflight_bias = 0;  // leaked in-flight slots, from reconcile()
   };
 
   void reload_policy(uint64_t now_ns);
   void sample_cpu(uint64_t now_ns);
   void write_heartbeat(uint64_t now_ns);
+  void reconcile(uint64_t now_ns);
   void lift(uint32_t service_id);
 
   kernel::DataPath& dp_;
@@ -76,6 +80,7 @@ class Controller {
   algo::CpuSmoother shared_smoother_;
   int64_t shared_cpu_permille_ = -1;
   uint64_t next_cpu_ns_ = 0;
+  uint64_t next_reconcile_ns_ = 0;
   uint64_t ticks_ = 0;
   mutable std::mutex reports_mutex_;
   std::vector<ServiceReport> reports_;

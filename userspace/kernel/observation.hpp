@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 
 #include "kernel/datapath.hpp"
 #include "sluice/abi.h"
@@ -18,5 +19,11 @@ Observation read_observation(const DataPath& dp, uint32_t service_id);
 
 // a - b, counter by counter (in-flight and probes are levels: a's are kept).
 Observation minus(const Observation& a, const Observation& b);
+
+// Flows holding an in-flight slot, per service: pending requests, and
+// reservations younger than `reservation_ttl_ns` (older ones never became a
+// request: a client that went away, or a spoofed SYN). Reads the flow table
+// in batches.
+std::map<uint32_t, int64_t> live_flows(const DataPath& dp, uint64_t now_ns, uint64_t reservation_ttl_ns);
 
 }  // namespace sluice::kernel

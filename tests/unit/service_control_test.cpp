@@ -1,0 +1,161 @@
+// The controller's per-service decisions, tick by tick, under a fake clock:
+// the adaptive limit closing the loop with a simulated server of known
+// capacity, breaker and throttling decisions, and the level split.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "control/service_control.hpp"
+
+using namespace sluice;
+using namespace sluice::control;
+
+namespace {
+
+constexpr uint64_t kMs = 1'000'000;
+constexpr uint64_t kTick = 100 * kMs;
+
+policy::Tuning bbr_always() {
+  policy::Tuning t;
+  t.adaptive = policy::Adaptive::Bbr;
+  t.cpu_threshold_pct = 0;
+  return t;
+}
+
+// A server of `workers` workers taking `service_ms` per request, offered far
+// more than it can take: in-flight work fills whatever the kernel admits.
+// Returns a tick of what the kernel would observe.
+ServiceSample overloaded_server_tick(uint32_t admitted_inflight, uint32_t workers, double service_ms) {
+  double inflight = std::max<uint32_t>(admitted_inflight, 1);
+  double throughput = std::min<double>(inflight, workers) / (service_ms / 1000.0);  // per second
+  double rt_ms = std::max(service_ms, inflight / throughput * 1000.0);            // Little's law
+  ServiceSample s;
+  uint64_t done = static_cast<uint64_t>(std::llround(throughput * 0.1));
+  s.delta.counters.started = done;
+  s.delta.counters.responses = done;
+  s.delta.counters.latency_sum_ns = static_cast<uint64_t>(done * rt_ms * kMs);
+  s.inflight = static_cast<int64_t>(inflight);
+  return s;
+}
+
+}  // namespace
+
+TEST(ServiceControl, LevelsGetHeadroomOverTheLearnedLimitLowerLevelsLess) {
+  uint32_t l[SL_LEVELS];
+  ServiceController::split_levels(10, l);
+  EXPECT_EQ(l[0], 13u);
+  EXPECT_EQ(l[1], 12u);
+  EXPECT_EQ(l[2], 11u);
+  ServiceController::split_levels(1, l);  // always room for one more
+  EXPECT_EQ(l[0], 2u);
+  EXPECT_EQ(l[2], 2u);
+  ServiceController::split_levels(0, l);  // nothing learned: no limit
+  EXPECT_EQ(l[0], 0u);
+  EXPECT_EQ(l[2], 0u);
+}
+
+// The loop the e2e test runs for real: start with nothing learned, let the
+// kernel admit what the controller says, and watch the estimate settle at
+// the server's concurrency (workers) within 3 s.
+TEST(ServiceControl, LearnsTheConcurrencyOfAnOverloadedServer) {
+  for (auto [workers, service_ms] : {std::pair{8u, 20.0}, {4u, 10.0}, {32u, 5.0}, {16u, 50.0}}) {
+    SCOPED_TRACE(std::to_string(workers) + " workers x " + std::to_string(service_ms) + " ms");
+    uint64_t now = 1000 * kMs;
+    ServiceController c("web", bbr_always(), now);
+    std::vector<std::string> log;
+    uint32_t admitted = 0;
+    for (int tick = 1; tick <= 60; tick++) {
+      now += kTick;
+      sl_control ctl = c.tick(now, overloaded_server_tick(admitted, workers, service_ms), 0,
+                              [&](const std::string& line) { log.push_back(line); });
+      admitted = ctl.max_inflight[1];  // the default tenant is level 1
+      if (tick == 30) {
+        EXPECT_NEAR(static_cast<double>(c.view().estimate), workers, 0.15 * workers) << "after 3 s";
+      }
+    }
+    EXPECT_NEAR(static_cast<double>(c.view().estimate), workers, 0.15 * workers);
+    EXPECT_TRUE(c.view().armed);
+    EXPECT_FALSE(log.empty());  // limit changes were logged
+  }
+}
+
+TEST(ServiceControl, CpuTriggerArmsTheLimitOnlyAboveTheThreshold) {
+  policy::Tuning t = bbr_always();
+  t.cpu_threshold_pct = 80;
+  uint64_t now = 1000 * kMs;
+  ServiceController c("web", t, now);
+  auto quiet = [](const std::string&) {};
+  for (int i = 0; i < 20; i++) {
+    now += kTick;
+    sl_control ctl = c.tick(now, overloaded_server_tick(8, 8, 20), 500, quiet);
+    EXPECT_EQ(ctl.max_inflight[0], 0u) << "CPU 50%: kratos applies no limit";
+  }
+  now += kTick;
+  sl_control ctl = c.tick(now, overloaded_server_tick(8, 8, 20), 900, quiet);
+  EXPECT_GT(ctl.max_inflight[0], 0u) << "CPU 90%: the limit applies";
+  EXPECT_TRUE(c.view().armed);
+}
+
+TEST(ServiceControl, RatioBreakerOpensProbesAndCloses) {
+  policy::Tuning t;
+  t.breaker = policy::BreakerKind::Ratio;  // defaults: 1 s window, 50%, 20 calls, open 5 s, 5 probes
+  uint64_t now = 1000 * kMs;
+  ServiceController c("api", t, now);
+  std::vector<std::string> log;
+  auto keep = [&](const std::string& line) { log.push_back(line); };
+  auto tick_with = [&](uint64_t responses, uint64_t errors, uint64_t probes_admitted) {
+    now += kTick;
+    ServiceSample s;
+    s.delta.counters.started = responses;
+    s.delta.counters.responses = responses;
+    s.delta.counters.errors = errors;
+    s.delta.counters.latency_sum_ns = responses * kMs;
+    s.probes_admitted = probes_admitted;
+    return c.tick(now, s, -1, keep);
+  };
+  for (int i = 0; i < 10; i++) EXPECT_EQ(tick_with(20, 0, 0).breaker_state, SL_BREAKER_CLOSED);
+  // Every answer an error from now on: open within a second.
+  int ticks_to_open = 0;
+  while (tick_with(20, 20, 0).breaker_state != SL_BREAKER_OPEN) ASSERT_LT(++ticks_to_open, 10);
+  EXPECT_LE(ticks_to_open + 1, 10) << "opened within 1 s";
+  ASSERT_FALSE(log.empty());
+  EXPECT_NE(log.back().find("CLOSED -> OPEN"), std::string::npos) << log.back();
+  // Open for 5 s, then half-open with a budget of 5 probes past the kernel's counter.
+  sl_control ctl{};
+  for (int i = 0; i < 49; i++) ctl = tick_with(0, 0, 1000);
+  EXPECT_EQ(ctl.breaker_state, SL_BREAKER_OPEN);
+  ctl = tick_with(0, 0, 1000);
+  ctl = tick_with(0, 0, 1000);
+  EXPECT_EQ(ctl.breaker_state, SL_BREAKER_HALF_OPEN);
+  EXPECT_EQ(ctl.probe_limit, 1005u);
+  // The probes succeed: closed again.
+  ctl = tick_with(5, 0, 1005);
+  EXPECT_EQ(ctl.breaker_state, SL_BREAKER_CLOSED);
+  EXPECT_NE(log.back().find("-> CLOSED"), std::string::npos) << log.back();
+}
+
+TEST(ServiceControl, SreThrottlingRisesWithFailuresAndFallsAfter) {
+  policy::Tuning t;
+  t.breaker = policy::BreakerKind::Sre;
+  uint64_t now = 1000 * kMs;
+  ServiceController c("api", t, now);
+  auto quiet = [](const std::string&) {};
+  auto tick_with = [&](uint64_t responses, uint64_t errors, uint64_t refused) {
+    now += kTick;
+    ServiceSample s;
+    s.delta.counters.started = responses;
+    s.delta.counters.responses = responses;
+    s.delta.counters.errors = errors;
+    s.shed_delta.shed[SL_R_THROTTLE] = refused;
+    return c.tick(now, s, -1, quiet);
+  };
+  for (int i = 0; i < 10; i++) EXPECT_EQ(tick_with(50, 0, 0).reject_p, 0u);
+  sl_control ctl{};
+  for (int i = 0; i < 10; i++) ctl = tick_with(50, 50, 0);
+  // A window of nothing but failures: p = requests / (requests + 1), almost 1.
+  EXPECT_GT(ctl.reject_p, SL_P_ONE / 100 * 95);
+  for (int i = 0; i < 10; i++) ctl = tick_with(50, 0, 0);
+  EXPECT_EQ(ctl.reject_p, 0u);
+}
