@@ -194,6 +194,10 @@ AttachOutcome attach(DataPath& dp, const std::string& netns, const std::string& 
 void detach(const DataPath& dp, const std::string& netns, const std::string& ifname) {
   int ifindex = static_cast<int>(if_nametoindex(ifname.c_str()));
   if (ifindex == 0) {
+    for (const auto& a : list_attachments(dp))
+      if (a.ifname == ifname && a.netns != netns && !a.netns.empty())
+        throw UsageError("no interface '" + ifname + "' here; sluice is attached to " + ifname +
+                         " in network namespace '" + a.netns + "': sluice -n " + a.netns + " detach " + ifname);
     forget_attachment(dp, netns, ifname);
     ifindex_of(netns, ifname);  // throws the "no interface" error
   }
