@@ -32,8 +32,12 @@ void Controller::lift(uint32_t service_id) {
 // Follow the policy: govern services with an adaptive limit or a breaker,
 // keep the learned state of those whose settings did not change.
 void Controller::reload_policy(uint64_t now_ns) {
+  // One small lookup per tick; the whole policy (all tenants, all prefixes)
+  // is read only when it changed.
+  uint32_t zero = 0;
+  auto root = kernel::map_lookup<uint32_t, sl_root>(dp_.map_fd(dp_.skel()->maps.sl_root), zero);
+  if ((root ? root->epoch : 0) == epoch_) return;
   kernel::RunningPolicy running = kernel::PolicyStore(dp_).read();
-  if (running.epoch == epoch_) return;
   epoch_ = running.epoch;
 
   std::map<std::string, Governed> next;
