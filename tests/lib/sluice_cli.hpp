@@ -1,0 +1,87 @@
+// Running the real `sluice` binary from end-to-end tests, against a private
+// installation: its own pin directory in the host's bpffs and its own policy
+// file in a scratch directory, both removed again however the test ends.
+//
+//   sluice::test::SluiceCli cli;                       // /sys/fs/bpf/sluice-e2e-<pid>-<n>
+//   cli.must({"-n", tb.server_ns(), "attach", tb.server_dev()});
+//   cli.must({"service", "add", "web", "--port", "8080", "--rate", "100/s"});
+//   auto stats = cli.json({"stats", "--json"});
+//   RunResult r = cli.run({"apply", "-f", "bad.toml"});  // r.exit_code == 2
+#pragma once
+
+#include <sys/types.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "process.hpp"
+
+namespace sluice::test {
+
+// The build directory the running test binary belongs to: <build> for
+// <build>/tests/<binary>. Tools and the sluice binary live next to it.
+std::string build_dir();
+std::string sluice_binary();                      // <build>/sluice
+std::string tool_binary(const std::string& name);  // <build>/tools/<name>
+
+// A fresh directory /tmp/sluice-e2e-<pid>-XXXXXX, removed with everything in
+// it when the object goes.
+class ScratchDir {
+public:
+    ScratchDir();
+    ~ScratchDir();
+    ScratchDir(const ScratchDir&) = delete;
+    ScratchDir& operator=(const ScratchDir&) = delete;
+
+    const std::string& path() const { return path_; }
+    std::string file(const std::string& name) const { return path_ + "/" + name; }
+    // Writes (replaces) a file in the directory; returns its path.
+    std::string write(const std::string& name, const std::string& text) const;
+
+private:
+    std::string path_;
+};
+
+std::string read_file(const std::string& path);
+
+// The sluice binary with SLUICE_PIN_DIR and SLUICE_POLICY_FILE of its own.
+// The destructor runs `sluice reset` (detaching wherever this installation
+// is attached) and removes the pin directory and the policy file's directory.
+class SluiceCli {
+public:
+    SluiceCli();
+    ~SluiceCli();
+    SluiceCli(const SluiceCli&) = delete;
+    SluiceCli& operator=(const SluiceCli&) = delete;
+
+    const std::string& pin_dir() const { return pin_dir_; }
+    const std::string& policy_file() const { return policy_file_; }
+    const ScratchDir& scratch() const { return scratch_; }
+
+    // Runs `sluice ARGS...` in the caller's network namespace.
+    RunResult run(const std::vector<std::string>& args, Millis timeout = std::chrono::seconds(30)) const;
+    // The same as user uid/gid (no supplementary groups), for refusals.
+    RunResult run_as(uid_t uid, gid_t gid, const std::vector<std::string>& args,
+                     Millis timeout = std::chrono::seconds(30)) const;
+    // Runs and throws std::runtime_error (with the command and its stderr)
+    // unless it exits 0; returns stdout.
+    std::string must(const std::vector<std::string>& args) const;
+    // must(), parsed as JSON.
+    nlohmann::json json(const std::vector<std::string>& args) const;
+
+private:
+    std::vector<std::string> command(const std::vector<std::string>& args) const;
+
+    ScratchDir scratch_;
+    std::string pin_dir_;
+    std::string policy_file_;
+};
+
+// Pin directories /sys/fs/bpf/sluice-e2e-<pid>-<n> and scratch directories
+// /tmp/sluice-e2e-<pid>-* whose process is gone (a test that was killed):
+// reset with the CLI and removed. SluiceCli's constructor calls it.
+std::vector<std::string> remove_stale_installations();
+
+}  // namespace sluice::test
