@@ -468,6 +468,7 @@ void add_file_commands(CLI::App& app, GlobalOptions& g) {
       "field. On success the data path switches to the new policy at once, and the file becomes the saved\n"
       "policy (so 'sluice apply' alone restores it after a reboot). See docs/policy.md for the format.");
   apply->callback([&g, file] {
+    require_root();  // before reading the file: the first thing to say to a non-root user
     std::string path = file->empty() ? g.policy_file : *file;
     Policy p = load_policy_file(path);
     uint64_t epoch = replace_policy(g, p);

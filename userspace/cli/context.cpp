@@ -13,7 +13,7 @@ namespace sluice::cli {
 
 void require_root() {
   if (geteuid() != 0)
-    throw SystemError("permission denied: sluice manages BPF programs and maps; run it as root", EPERM);
+    throw SystemError("permission denied: sluice manages BPF programs and maps; run it as root");
 }
 
 void require_kernel(const GlobalOptions& g) {

@@ -156,7 +156,7 @@ Service read_service(TableReader& r, LineIndex& lines) {
     s.rate = r.parse_field("rate", [&] { return parse_rate(*v, "rate"); });
     s.burst = default_burst(s.rate);
   }
-  if (auto v = r.integer("burst", 0, UINT32_MAX)) {
+  if (auto v = r.integer("burst", 1, kMaxBurst)) {
     if (!s.rate.is_set()) r.fail(r.line("burst"), "burst needs a rate");
     s.burst = static_cast<uint32_t>(*v);
   }
@@ -164,7 +164,7 @@ Service read_service(TableReader& r, LineIndex& lines) {
     s.per_source = r.parse_field("per_source", [&] { return parse_rate(*v, "per_source"); });
     s.per_source_burst = default_burst(s.per_source);
   }
-  if (auto v = r.integer("per_source_burst", 0, UINT32_MAX)) {
+  if (auto v = r.integer("per_source_burst", 1, kMaxBurst)) {
     if (!s.per_source.is_set()) r.fail(r.line("per_source_burst"), "per_source_burst needs per_source");
     s.per_source_burst = static_cast<uint32_t>(*v);
   }
@@ -225,7 +225,7 @@ Limit read_limit(TableReader& r, LineIndex& lines) {
   if (!rate) r.fail(r.line("service"), "missing rate");
   l.rate = r.parse_field("rate", [&] { return parse_rate(*rate, "rate"); });
   l.burst = default_burst(l.rate);
-  if (auto v = r.integer("burst", 0, UINT32_MAX)) l.burst = static_cast<uint32_t>(*v);
+  if (auto v = r.integer("burst", 1, kMaxBurst)) l.burst = static_cast<uint32_t>(*v);
   r.refuse_unknown();
   return l;
 }
