@@ -15,6 +15,7 @@
 #include "../tests/lib/xdp_tester.hpp"
 #include "baseline.skel.h"
 #include "policy/rate.hpp"
+#include "sluice.skel.h"
 
 namespace sluice::bench {
 
@@ -23,7 +24,7 @@ namespace {
 using test::PacketBuilder;
 namespace tcp_flag = test::tcp_flag;
 
-// Average ns per run of `prog_fd` on `frame`, over `repeat` runs in the kernel.
+// Average ns per run of `prog_fd` (XDP or TC) on `frame`, over `repeat` runs in the kernel.
 double ns_per_packet(int prog_fd, const test::Bytes& frame, uint32_t repeat) {
   test::Bytes out(frame.size() + 256);
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = out.data(),
@@ -88,6 +89,20 @@ void packet_cost(Report& report, const Options& opt) {
   test::Bytes other = PacketBuilder().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 443).flags(tcp_flag::SYN).build();
   test::Bytes denied = PacketBuilder().ipv4("203.0.113.9", "198.18.0.2").tcp(40000, 80).flags(tcp_flag::SYN).build();
 
+  // Observation on versus off: the same service, tracked or not. A request's
+  // packet (client payload) at XDP and a response's (server payload) at TC;
+  // after the first run the flow is pending / idle, the steady state of a
+  // request being sent and of a response being streamed.
+  policy::Service observed = admit_web;
+  observed.http = true;
+  observed.tuning.adaptive = policy::Adaptive::Bbr;
+  test::XdpTester observe_on(realistic(observed), false);
+  test::Bytes request = PacketBuilder().ipv4("198.18.0.1", "198.18.0.2").tcp(40000, 80)
+                            .flags(tcp_flag::ACK | tcp_flag::PSH).payload("GET / HTTP/1.1\r\n\r\n").build();
+  test::Bytes response = PacketBuilder().ipv4("198.18.0.2", "198.18.0.1").tcp(80, 40000)
+                             .flags(tcp_flag::ACK | tcp_flag::PSH).payload("HTTP/1.1 200 OK\r\n\r\n").build();
+  auto egress_fd = [](test::XdpTester& t) { return bpf_program__fd(t.datapath().skel()->progs.sluice_tc_egress); };
+
   struct Case {
     std::string name, what;
     std::function<double()> run;
@@ -110,6 +125,16 @@ void packet_cost(Report& report, const Options& opt) {
        [&] { return ns_per_packet(shed_full.datapath().xdp_prog_fd(), syn, repeat); }},
       {"denied", "SYN from a denied prefix",
        [&] { return ns_per_packet(shed_full.datapath().xdp_prog_fd(), denied, repeat); }},
+      {"request_observe_off", "XDP: client payload to a service without observation",
+       [&] { return ns_per_packet(admitted_full.datapath().xdp_prog_fd(), request, repeat); }},
+      {"request_observe_on", "XDP: client payload to an observed service (flow lookup)",
+       [&] { return ns_per_packet(observe_on.datapath().xdp_prog_fd(), request, repeat); }},
+      {"syn_observe_on", "XDP: SYN admitted to an observed service (controller absent)",
+       [&] { return ns_per_packet(observe_on.datapath().xdp_prog_fd(), syn, repeat); }},
+      {"egress_observe_off", "TC egress: server payload, no service observed (returns at once)",
+       [&] { return ns_per_packet(egress_fd(admitted_full), response, repeat); }},
+      {"egress_observe_on", "TC egress: server payload of an observed service (flow lookup)",
+       [&] { return ns_per_packet(egress_fd(observe_on), response, repeat); }},
   };
 
   std::vector<std::vector<double>> samples(cases.size());
@@ -130,7 +155,20 @@ void packet_cost(Report& report, const Options& opt) {
                     {"samples", samples[c]}});
   }
   out["rows"] = rows;
-  double admitted = median(samples[2]), shed = median(samples[7]);
+  auto ns_of = [&](const std::string& name) {
+    for (size_t c = 0; c < cases.size(); c++)
+      if (cases[c].name == name) return median(samples[c]);
+    return 0.0;
+  };
+  out["observation"] = {
+      {"xdp_request_ns_off", ns_of("request_observe_off")},
+      {"xdp_request_ns_on", ns_of("request_observe_on")},
+      {"xdp_request_ratio_on_off", ns_of("request_observe_on") / ns_of("request_observe_off")},
+      {"tc_response_ns_off", ns_of("egress_observe_off")},
+      {"tc_response_ns_on", ns_of("egress_observe_on")},
+      {"tc_response_ratio_on_off", ns_of("egress_observe_on") / ns_of("egress_observe_off")},
+  };
+  double admitted = ns_of("admitted"), shed = ns_of("shed");
   out["targets"] = {
       {{"what", "admitted <= 2.5x bare drop"}, {"ratio", admitted / bare}, {"met", admitted / bare <= 2.5}},
       {{"what", "shed <= 2.0x bare drop"}, {"ratio", shed / bare}, {"met", shed / bare <= 2.0}},

@@ -48,18 +48,22 @@ static __always_inline int reject(struct xdp_md *ctx, const struct sl_service *s
 	return XDP_DROP;
 }
 
-/* Counts refused work for its service; in dry run as what would have been
- * shed. Returns whether it is really refused. */
+/* Returns whether refused work is really refused (not a dry run). Counts
+ * it for its service when the controller needs it (adaptive reasons) or in
+ * dry run; static refusals are only counted per pair, so the shed path of a
+ * flood pays for nothing more. */
 static __always_inline int refused(__u32 service_id, const struct sl_service *svc, enum sl_reason reason)
 {
-	struct sl_service_counters *sc = bpf_map_lookup_elem(&service_stats, &service_id);
 	int dry = svc->flags & SL_SVC_DRY_RUN;
 
-	if (sc && reason < SL_R__COUNT) {
-		if (dry)
-			sc->would_shed[reason]++;
-		else
-			sc->shed[reason]++;
+	if (dry || reason >= SL_R_INFLIGHT) {
+		struct sl_service_counters *sc = bpf_map_lookup_elem(&service_stats, &service_id);
+		if (sc && reason < SL_R__COUNT) {
+			if (dry)
+				sc->would_shed[reason]++;
+			else
+				sc->shed[reason]++;
+		}
 	}
 	return !dry;
 }

@@ -380,7 +380,7 @@ struct sl_counters {
 /* service_stats[service id], per CPU: the service's totals over all its
  * tenants, so the controller reads one entry per service per tick. */
 struct sl_service_counters {
-	__u64 shed[SL_R__COUNT];       /* refused, by reason */
+	__u64 shed[SL_R__COUNT];       /* refused for adaptive reasons (inflight, breaker, throttle) */
 	__u64 would_shed[SL_R__COUNT]; /* dry run: what would have been shed, and why */
 };
 
