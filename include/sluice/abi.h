@@ -272,7 +272,8 @@ enum sl_breaker_state {
 
 /* ctl_header[0]: the controller's heartbeat. */
 struct sl_control_header {
-	__u64 heartbeat_ns; /* CLOCK_MONOTONIC, the clock bpf_ktime_get_ns reads */
+	__u64 heartbeat_ns; /* CLOCK_MONOTONIC, the clock bpf_ktime_get_ns reads; 0: stopped */
+	__u64 last_tick_ns; /* kept when it stops, so a successor knows how recent its values are */
 	__u32 controller_pid;
 	__u32 reserved;
 };
@@ -296,6 +297,8 @@ struct sl_control {
 	__u8 breaker_state;            /* enum sl_breaker_state */
 	__u8 reserved[3];
 	__s32 inflight_bias;           /* leaked in-flight (flows the LRU evicted while pending) */
+	__u32 learned;                 /* the learned limit, for a restarted controller to start from */
+	__u32 reserved2;
 };
 
 /* ---- observation: written by the BPF programs --------------------------- */
@@ -452,8 +455,8 @@ SL_STATIC_ASSERT(sizeof(struct sl_lpm_v6_key) == 20, "sl_lpm_v6_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_source_class) == 8, "sl_source_class layout");
 SL_STATIC_ASSERT(sizeof(struct sl_attach_key) == 80, "sl_attach_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_attachment) == 24, "sl_attachment layout");
-SL_STATIC_ASSERT(sizeof(struct sl_control_header) == 16, "sl_control_header layout");
-SL_STATIC_ASSERT(sizeof(struct sl_control) == 32, "sl_control layout");
+SL_STATIC_ASSERT(sizeof(struct sl_control_header) == 24, "sl_control_header layout");
+SL_STATIC_ASSERT(sizeof(struct sl_control) == 40, "sl_control layout");
 SL_STATIC_ASSERT(sizeof(struct sl_bucket) == 8, "sl_bucket layout");
 SL_STATIC_ASSERT(sizeof(struct sl_flow_key) == 40, "sl_flow_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_flow) == 24, "sl_flow layout");

@@ -308,3 +308,25 @@ TEST(Compile, MergedSourceTrieAnswersBothQuestions) {
     EXPECT_EQ(back, p);
   }
 }
+
+// A file sluice wrote, cut short anywhere, is refused as truncated even
+// where what is left would parse: it would describe less than was meant.
+TEST(PolicyFile, TruncatedFilesAreRefusedWherePossiblyValid) {
+  Policy p;
+  p.services.push_back(web());
+  Service dns = web();
+  dns.name = "dns";
+  dns.port = 53;
+  p.services.push_back(dns);
+  p.deny.push_back(Cidr::parse("198.18.66.0/24"));
+  normalize(p);
+  std::string text = to_toml(p);
+  EXPECT_EQ(parse_policy(text, "p.toml"), p);
+  for (size_t cut = 1; cut + 1 < text.size(); cut++) {
+    std::string msg = error_of([&] { parse_policy(text.substr(0, cut), "p.toml"); });
+    EXPECT_FALSE(msg.empty()) << "cut at " << cut << " was accepted";
+  }
+  // A hand-written file (no sluice header) needs no marker.
+  EXPECT_EQ(parse_policy("[[service]]\nname = \"web\"\nport = 80\nrate = \"100/s\"\nburst = 10\n", "p.toml").services.size(),
+            1u);
+}

@@ -66,7 +66,8 @@ TEST(ServiceControl, LearnsTheConcurrencyOfAnOverloadedServer) {
     ServiceController c("web", bbr_always(), now);
     std::vector<std::string> log;
     uint32_t admitted = 0;
-    for (int tick = 1; tick <= 60; tick++) {
+    // 40 s: four windows, long enough for a creeping estimate to show.
+    for (int tick = 1; tick <= 400; tick++) {
       now += kTick;
       sl_control ctl = c.tick(now, overloaded_server_tick(admitted, workers, service_ms), 0,
                               [&](const std::string& line) { log.push_back(line); });
@@ -158,4 +159,28 @@ TEST(ServiceControl, SreThrottlingRisesWithFailuresAndFallsAfter) {
   EXPECT_GT(ctl.reject_p, SL_P_ONE / 100 * 95);
   for (int i = 0; i < 10; i++) ctl = tick_with(50, 0, 0);
   EXPECT_EQ(ctl.reject_p, 0u);
+}
+
+// A restarted controller starts from its predecessor's learned limit for one
+// window (its own window is empty), then goes by what it learns itself.
+TEST(ServiceControl, ARestartedControllerStartsFromTheInheritedLimit) {
+  uint64_t now = 1000 * kMs;
+  policy::Tuning t = bbr_always();  // 10 s window
+  ServiceController warm("web", t, now, /*inherited=*/8);
+  ServiceController cold("web", t, now);
+  auto quiet = [](const std::string&) {};
+  now += kTick;
+  sl_control w = warm.tick(now, overloaded_server_tick(0, 8, 20), 0, quiet);
+  sl_control c = cold.tick(now, overloaded_server_tick(0, 8, 20), 0, quiet);
+  EXPECT_EQ(w.learned, 8u);
+  EXPECT_GE(w.max_inflight[1], 9u);  // the default tenant's level may fill 1.2 x 8
+  EXPECT_LE(c.max_inflight[1], 2u);   // a cold start begins near nothing
+  // Past the window, a server that now handles only 2 at a time is learned.
+  uint32_t admitted = w.max_inflight[1];
+  for (int tick = 0; tick < 150; tick++) {
+    now += kTick;
+    w = warm.tick(now, overloaded_server_tick(admitted, 2, 20), 0, quiet);
+    admitted = w.max_inflight[1];
+  }
+  EXPECT_NEAR(static_cast<double>(warm.view().estimate), 2, 0.5);
 }

@@ -17,11 +17,14 @@ Controller::Controller(kernel::DataPath& dp, ControllerOptions options, LogLine 
 }
 
 Controller::~Controller() {
-  // A clean stop fails open at once instead of after the staleness bound.
+  // A clean stop fails open at once instead of after the staleness bound:
+  // with no heartbeat the data path ignores every control value. The values
+  // stay, so a successor can start from the learned limits.
   uint32_t zero = 0;
-  sl_control_header none{};
-  bpf_map_update_elem(dp_.map_fd(dp_.skel()->maps.ctl_header), &zero, &none, BPF_ANY);
-  for (const auto& [_, g] : services_) lift(g.id);
+  int fd = dp_.map_fd(dp_.skel()->maps.ctl_header);
+  sl_control_header h = kernel::map_lookup<uint32_t, sl_control_header>(fd, zero).value_or(sl_control_header{});
+  h.heartbeat_ns = 0;
+  bpf_map_update_elem(fd, &zero, &h, BPF_ANY);
 }
 
 void Controller::lift(uint32_t service_id) {
@@ -51,11 +54,20 @@ void Controller::reload_policy(uint64_t now_ns) {
     }
     Governed g;
     g.id = id;
-    g.controller = std::make_unique<ServiceController>(s.name, s.tuning, now_ns);
+    // A controller that ran before us (restart, upgrade) left its learned
+    // limit; start from it while the heartbeat says it is recent.
+    uint64_t inherited = 0;
+    uint32_t zero = 0;
+    auto hb = kernel::map_lookup<uint32_t, sl_control_header>(dp_.map_fd(dp_.skel()->maps.ctl_header), zero);
+    if (hb && hb->last_tick_ns && now_ns - hb->last_tick_ns < options_.inherit_within_ns)
+      if (auto prev = kernel::map_lookup<uint32_t, sl_control>(dp_.map_fd(dp_.skel()->maps.ctl_services), id))
+        inherited = prev->learned;
+    g.controller = std::make_unique<ServiceController>(s.name, s.tuning, now_ns, inherited);
     if (!s.tuning.cgroup.empty()) g.cpu = cgroup_cpu(s.tuning.cgroup);
     g.last = kernel::read_observation(dp_, id);
     g.last_shed = kernel::read_service_counters(dp_, id);
-    log_(s.name + ": governed (" + policy::to_string(s.tuning.adaptive) + " limit, " +
+    log_(s.name + ": governed (" + policy::to_string(s.tuning.adaptive) + " limit" +
+         (inherited ? " starting from " + std::to_string(inherited) : "") + ", " +
          policy::to_string(s.tuning.breaker) + " breaker, cpu from " +
          (g.cpu ? g.cpu->describe() : shared_cpu_->describe()) + ")");
     next.emplace(s.name, std::move(g));
@@ -103,6 +115,7 @@ void Controller::write_heartbeat(uint64_t now_ns) {
   uint32_t zero = 0;
   sl_control_header h{};
   h.heartbeat_ns = now_ns;
+  h.last_tick_ns = now_ns;
   h.controller_pid = static_cast<uint32_t>(getpid());
   kernel::map_update(dp_.map_fd(dp_.skel()->maps.ctl_header), zero, h, "ctl_header");
 }

@@ -28,6 +28,7 @@ struct ControllerOptions {
   uint64_t cpu_every_ns = 500'000'000;   // kratos samples CPU every 500 ms
   uint64_t reconcile_every_ns = 1'000'000'000;  // in-flight leak checks
   uint64_t reservation_ttl_ns = 2'000'000'000;  // a SYN's slot without a request
+  uint64_t inherit_within_ns = 10'000'000'000;  // a predecessor's limits are recent enough
   CpuMode cpu = CpuMode::Host;           // for services without a cgroup
 };
 
@@ -42,7 +43,7 @@ struct ServiceReport {
 class Controller {
  public:
   Controller(kernel::DataPath& dp, ControllerOptions options, LogLine log);
-  ~Controller();  // lifts every control value (fail open at once)
+  ~Controller();  // clears the heartbeat: the data path fails open at once
 
   // One tick at `now_ns` (CLOCK_MONOTONIC).
   void tick(uint64_t now_ns);

@@ -28,9 +28,23 @@ uint64_t slow_responses(const sl_obs_counters& d, uint32_t threshold_ms) {
 
 }  // namespace
 
-ServiceController::ServiceController(std::string name, const policy::Tuning& t, uint64_t now_ns)
+void SlidingMin::add(uint64_t now_ns, double value) {
+  while (!values_.empty() && values_.back().second >= value) values_.pop_back();
+  values_.emplace_back(now_ns, value);
+}
+
+std::optional<double> SlidingMin::min(uint64_t now_ns) {
+  while (!values_.empty() && now_ns - values_.front().first > horizon_ns_) values_.pop_front();
+  if (values_.empty()) return std::nullopt;
+  return values_.front().second;
+}
+
+ServiceController::ServiceController(std::string name, const policy::Tuning& t, uint64_t now_ns, uint64_t inherited)
     : name_(std::move(name)), tuning_(t) {
   uint64_t window_ns = uint64_t{t.window_ms} * kMsNs;
+  inherited_ = inherited;
+  inherited_until_ns_ = now_ns + window_ns;
+  rt_floor_ = SlidingMin(kRtFloorWindows * window_ns);
   switch (t.adaptive) {
     case policy::Adaptive::Bbr: {
       algo::BbrConfig c;
@@ -102,10 +116,24 @@ uint64_t ServiceController::adaptive_limit(uint64_t now_ns, const algo::TickStat
   if (bbr_) {
     bbr_->record(now_ns, ts);
     algo::BbrDecision d = bbr_->decide(now_ns, std::max<int64_t>(cpu, 0), ts.in_flight, kernel_dropped);
-    view_.estimate = d.max_in_flight;
+    // Little's law as kratos has it, maxPass x minRT, but with minRT taken
+    // over several windows: a limit that is always applied keeps a small
+    // queue (the levels' headroom), and once a window has forgotten the
+    // queue-free response time, maxPass x minRT would equal whatever was
+    // admitted and creep upward window after window.
+    if (ts.rt_samples) rt_floor_.add(now_ns, static_cast<double>(ts.rt_sum_us) / static_cast<double>(ts.rt_samples));
+    uint64_t estimate = d.max_in_flight;
+    if (auto floor_us = rt_floor_.min(now_ns)) {
+      const algo::BbrConfig& cfg = bbr_->config();
+      double buckets_per_second = cfg.buckets * 1e9 / static_cast<double>(cfg.window_ns);
+      double max_pass = static_cast<double>(bbr_->stat(now_ns, cpu, ts.in_flight).max_pass);
+      estimate = static_cast<uint64_t>(std::floor(max_pass * *floor_us * buckets_per_second / 1e6 + 0.5));
+      view_.min_rt_us = static_cast<uint64_t>(*floor_us);
+    }
+    if (now_ns < inherited_until_ns_) estimate = std::max(estimate, inherited_);
+    view_.estimate = estimate;
     view_.armed = d.armed;
-    view_.min_rt_us = bbr_->stat(now_ns, cpu, ts.in_flight).min_rt_ms * 1000;
-    return d.armed ? std::max<uint64_t>(d.max_in_flight, 1) : 0;
+    return d.armed ? std::max<uint64_t>(estimate, 1) : 0;
   }
   if (aimd_) {
     view_.estimate = aimd_->record(ts);
@@ -170,6 +198,7 @@ sl_control ServiceController::tick(uint64_t now_ns, const ServiceSample& s, int6
   split_levels(learned, out.max_inflight);
   breaker_tick(now_ns, ts, s, out, log);
   view_.kernel_limit = out.max_inflight[0];
+  out.learned = static_cast<uint32_t>(std::min<uint64_t>(view_.estimate, UINT32_MAX));
   view_.inflight = s.inflight;
   view_.cpu_permille = cpu_permille;
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -43,6 +44,21 @@ struct ServiceView {
 
 using LogLine = std::function<void(const std::string&)>;
 
+// The smallest value seen over a sliding time horizon (a monotonic deque).
+class SlidingMin {
+ public:
+  explicit SlidingMin(uint64_t horizon_ns) : horizon_ns_(horizon_ns) {}
+  void add(uint64_t now_ns, double value);
+  std::optional<double> min(uint64_t now_ns);
+
+ private:
+  uint64_t horizon_ns_;
+  std::deque<std::pair<uint64_t, double>> values_;  // increasing values, increasing times
+};
+
+// How many BBR windows the queue-free response time is remembered.
+inline constexpr uint64_t kRtFloorWindows = 6;
+
 // How far above the learned limit each level may fill in-flight work (see
 // abi.h). Headroom lets a service with room show it: a limit applied at
 // exactly the estimate would cap the completions the estimate learns from.
@@ -50,7 +66,10 @@ inline constexpr double kLevelHeadroom[SL_LEVELS] = {0.3, 0.2, 0.1};
 
 class ServiceController {
  public:
-  ServiceController(std::string name, const policy::Tuning& tuning, uint64_t now_ns);
+  // `inherited` is the learned limit a previous controller published: kept
+  // as a floor for one window, until this one has learned its own, so a
+  // restart sheds nothing its predecessor would have admitted.
+  ServiceController(std::string name, const policy::Tuning& tuning, uint64_t now_ns, uint64_t inherited = 0);
 
   // One tick: learn from `sample`, decide. `cpu_permille` is the smoothed
   // CPU of the service (or the host), -1 when unknown.
@@ -76,6 +95,9 @@ class ServiceController {
   std::unique_ptr<algo::Breaker> breaker_;
   std::unique_ptr<algo::SreThrottle> sre_;
   uint64_t probe_limit_ = 0;  // kept while HALF_OPEN
+  uint64_t inherited_ = 0;
+  uint64_t inherited_until_ns_ = 0;
+  SlidingMin rt_floor_{0};  // per-tick mean response time, microseconds
   ServiceView view_;
 };
 

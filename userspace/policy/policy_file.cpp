@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -18,6 +19,9 @@
 namespace sluice::policy {
 
 namespace {
+
+constexpr const char* kFileHeader = "# sluice policy";
+constexpr const char* kFileEnd = "# end of sluice policy";
 
 // Lines of items and fields as the file gave them, to point errors at.
 class LineIndex {
@@ -233,6 +237,16 @@ Limit read_limit(TableReader& r, LineIndex& lines) {
 }  // namespace
 
 Policy parse_policy(std::string_view text, const std::string& source) {
+  // Files sluice writes begin with its header and end with its marker; one
+  // that has the first and not the second was cut short (a copy, a full
+  // disk) and may still be valid TOML describing less than was meant.
+  if (text.rfind(kFileHeader, 0) == 0) {
+    std::string_view rest = text;
+    while (!rest.empty() && (rest.back() == '\n' || rest.back() == ' ' || rest.back() == '\r')) rest.remove_suffix(1);
+    if (rest.size() < std::strlen(kFileEnd) || rest.substr(rest.size() - std::strlen(kFileEnd)) != kFileEnd)
+      throw UsageError(source + ": truncated: it was written by sluice but its last line, '" + std::string(kFileEnd) +
+                       "', is missing (delete the first line if you cut it on purpose)");
+  }
   toml::table root;
   try {
     root = toml::parse(text, source);
@@ -305,7 +319,7 @@ std::string to_toml(const Policy& policy) {
   const Policy defaults;
   const Tuning tuning_defaults;
   std::ostringstream out;
-  out << "# sluice policy. Apply with: sluice apply -f FILE\n";
+  out << kFileHeader << ". Apply with: sluice apply -f FILE\n";
 
   auto quoted = [](const std::string& s) { return "\"" + s + "\""; };
   auto list = [&](const std::vector<Cidr>& cidrs) {
@@ -363,6 +377,7 @@ std::string to_toml(const Policy& policy) {
   for (const auto& l : p.limits)
     out << "\n[[limit]]\nservice = " << quoted(l.service) << "\ntenant = " << quoted(l.tenant)
         << "\nrate = " << quoted(to_string(l.rate)) << "\nburst = " << l.burst << "\n";
+  out << "\n" << kFileEnd << "\n";
   return out.str();
 }
 
