@@ -240,6 +240,11 @@ Policy parse_policy(std::string_view text, const std::string& source) {
   // Files sluice writes begin with its header and end with its marker; one
   // that has the first and not the second was cut short (a copy, a full
   // disk) and may still be valid TOML describing less than was meant.
+  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos)
+    throw UsageError(source + ": the file is empty (to apply an empty policy, write a file with a comment in it)");
+  std::string_view header(kFileHeader);
+  if (text.size() < header.size() && header.substr(0, text.size()) == text)
+    throw UsageError(source + ": truncated: it ends inside sluice's first line");
   if (text.rfind(kFileHeader, 0) == 0) {
     std::string_view rest = text;
     while (!rest.empty() && (rest.back() == '\n' || rest.back() == ' ' || rest.back() == '\r')) rest.remove_suffix(1);
