@@ -16,6 +16,7 @@
 #include "kernel/bpffs.hpp"
 #include "kernel/counters.hpp"
 #include "kernel/netns.hpp"
+#include "kernel/observation.hpp"
 #include "policy/policy_file.hpp"
 #include "sluice.skel.h"
 
@@ -127,6 +128,34 @@ void status(const GlobalOptions& g, bool json) {
     for (int r = SL_R_TENANT_LIMIT; r < SL_R__COUNT; r++) shed += pc.counters.verdict[r];
   }
 
+  // What the controller decided for each service it governs.
+  struct GovernedRow {
+    std::vector<std::string> row;
+    Json json;
+  };
+  std::vector<GovernedRow> governed;
+  for (const auto& s : running.policy.services) {
+    if (s.tuning.adaptive == policy::Adaptive::Off && s.tuning.breaker == policy::BreakerKind::Off) continue;
+    uint32_t id = running.ids.services.at(s.name);
+    sl_control c = kernel::map_lookup<uint32_t, sl_control>(dp->map_fd(dp->skel()->maps.ctl_services), id)
+                       .value_or(sl_control{});
+    int64_t inflight = kernel::read_observation(*dp, id).inflight - c.inflight_bias;
+    const char* breaker = c.breaker_state == SL_BREAKER_OPEN        ? "open"
+                          : c.breaker_state == SL_BREAKER_HALF_OPEN ? "half-open"
+                                                                    : "closed";
+    double p = static_cast<double>(c.reject_p) / SL_P_ONE;
+    std::string admits = c.max_inflight[0] ? std::to_string(c.max_inflight[0]) + "/" + std::to_string(c.max_inflight[1]) +
+                                                 "/" + std::to_string(c.max_inflight[2])
+                                           : "-";
+    governed.push_back({{s.name, std::to_string(c.learned), admits, std::to_string(inflight), breaker, per_second(p)},
+                        {{"service", s.name},
+                         {"learned", c.learned},
+                         {"max_inflight", {c.max_inflight[0], c.max_inflight[1], c.max_inflight[2]}},
+                         {"inflight", inflight},
+                         {"breaker", breaker},
+                         {"reject_p", p}}});
+  }
+
   std::vector<kernel::Attachment> attached = kernel::list_attachments(*dp);
   struct MapUse {
     std::string name;
@@ -156,9 +185,12 @@ void status(const GlobalOptions& g, bool json) {
                    {"deny", running.policy.deny.size()},
                    {"file", g.policy_file},
                    {"file_state", file_state}};
+    Json gov = Json::array();
+    for (const auto& gv : governed) gov.push_back(gv.json);
     j["controller"] = {{"running", controller_alive},
                        {"pid", hb ? hb->controller_pid : 0},
-                       {"heartbeat_age_s", age_s}};
+                       {"heartbeat_age_s", age_s},
+                       {"governed", gov}};
     Json att = Json::array();
     for (const auto& a : attached)
       att.push_back({{"netns", a.netns},
@@ -186,6 +218,12 @@ void status(const GlobalOptions& g, bool json) {
     std::cout << "controller: pid " << hb->controller_pid << ", heartbeat " << per_second(age_s) << " s ago\n";
   else
     std::cout << "controller: not running (static policy only)\n";
+  if (controller_alive && !governed.empty()) {
+    std::cout << "\n";
+    Table t({"GOVERNED", ">LEARNED", ">ADMITS L0/L1/L2", ">IN FLIGHT", "BREAKER", ">REJECT P"});
+    for (const auto& gv : governed) t.add(gv.row);
+    t.print(std::cout);
+  }
   std::cout << "traffic:    " << snap.global.c[SL_G_PACKETS] << " packets seen, " << admitted << " admitted, " << shed
             << " shed, " << snap.global.c[SL_G_DENIED] << " denied\n";
   std::cout << "maps:       " << g.pin_dir << ", " << human_bytes(total_bytes) << " in " << maps.size() << " maps\n";

@@ -67,6 +67,7 @@ Json snapshot_json(const kernel::CounterSnapshot& s, const Names& names, uint64_
     p["service"] = Names::lookup(names.services, pc.service_id);
     p["tenant"] = Names::lookup(names.tenants, pc.tenant_id);
     p["admitted"] = pc.counters.verdict[SL_R_ADMITTED];
+    p["requests"] = pc.counters.verdict[SL_R_REQUEST];
     p["passed"] = pc.counters.verdict[SL_R_PASSED];
     Json shed;
     for (int r = SL_R_TENANT_LIMIT; r < SL_R__COUNT; r++) shed[kernel::reason_name(r)] = pc.counters.verdict[r];
@@ -95,8 +96,8 @@ Json snapshot_json(const kernel::CounterSnapshot& s, const Names& names, uint64_
 // One table; `seconds` > 0 turns counts into rates.
 void print_table(const kernel::CounterSnapshot& snap, const Names& names, double seconds) {
   auto num = [&](uint64_t n) { return seconds > 0 ? per_second(static_cast<double>(n) / seconds) : count(n); };
-  Table t({"SERVICE", "TENANT", seconds > 0 ? ">ADMITTED/s" : ">ADMITTED", seconds > 0 ? ">PASSED/s" : ">PASSED",
-           seconds > 0 ? ">SHED/s" : ">SHED", "WHY"});
+  Table t({"SERVICE", "TENANT", seconds > 0 ? ">ADMITTED/s" : ">ADMITTED", seconds > 0 ? ">REQUESTS/s" : ">REQUESTS",
+           seconds > 0 ? ">PASSED/s" : ">PASSED", seconds > 0 ? ">SHED/s" : ">SHED", "WHY"});
   auto reasons = [&](const __u64 (&counts)[SL_R__COUNT], uint64_t* total) {
     std::string why;
     for (int r = SL_R_TENANT_LIMIT; r < SL_R__COUNT; r++) {
@@ -109,8 +110,8 @@ void print_table(const kernel::CounterSnapshot& snap, const Names& names, double
     uint64_t shed = 0;
     std::string why = reasons(pc.counters.verdict, &shed);
     t.add({Names::lookup(names.services, pc.service_id), Names::lookup(names.tenants, pc.tenant_id),
-           num(pc.counters.verdict[SL_R_ADMITTED]), num(pc.counters.verdict[SL_R_PASSED]), num(shed),
-           why.empty() ? "-" : why});
+           num(pc.counters.verdict[SL_R_ADMITTED]), num(pc.counters.verdict[SL_R_REQUEST]),
+           num(pc.counters.verdict[SL_R_PASSED]), num(shed), why.empty() ? "-" : why});
   }
   if (t.empty())
     std::cout << "no traffic to any service yet\n";
@@ -144,8 +145,9 @@ void add_stats_command(CLI::App& app, GlobalOptions& g) {
   stats->add_option("--interval", a->interval, "Seconds between --watch updates (default 1).");
   stats->add_option("--count", a->rounds, "Stop --watch after this many updates (default: until Ctrl-C).");
   stats->footer(
-      "Columns: ADMITTED counts units of admission (new TCP connections, UDP datagrams) let in; PASSED counts\n"
-      "uncharged packets of admitted work; SHED counts refused units, and WHY gives the reasons:\n"
+      "Columns: ADMITTED counts units of admission (new TCP connections, UDP datagrams) let in; REQUESTS counts\n"
+      "requests begun on admitted connections of observed services; PASSED counts uncharged packets of\n"
+      "admitted work; SHED counts refused work, and WHY gives the reasons:\n"
       "  tenant_limit  over the (service, tenant) bucket      source_limit  over the per-source bucket\n"
       "  inflight      over the adaptive in-flight limit      breaker       breaker open\n"
       "  throttle      refused with the adaptive probability p\n"
