@@ -85,7 +85,7 @@ static __always_inline enum sl_reason admit_static(const struct policy_view *pv,
 	__u64 now = bucket_clock();
 
 	if (svc->flags & SL_SVC_PER_SOURCE) {
-		struct sl_source_key key = { .service_id = service_id };
+		struct sl_source_key key = { .service_id = service_id, .family = pkt->family };
 		__builtin_memcpy(key.addr, pkt->saddr, 16);
 		struct sl_bucket *b = source_bucket(&key);
 		if (b && !bucket_take(b, now, &svc->per_source))

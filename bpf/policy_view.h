@@ -78,7 +78,7 @@ static __always_inline struct sl_source_class classify_source(const struct polic
 /* The service at (protocol, port, address), or 0. Ingress asks with the
  * destination, egress with the source. */
 static __always_inline __u32 find_service(const struct policy_view *pv, __u8 l4proto, __u16 port,
-					  const __u8 addr[16])
+					  __u8 family, const __u8 addr[16])
 {
 	__u32 proto_index;
 
@@ -99,7 +99,7 @@ static __always_inline __u32 find_service(const struct policy_view *pv, __u8 l4p
 	if (entry->flags & SL_PORT_BY_ADDR) {
 		void *by_addr = slot_map(&pol_svc_addr, pv->slot);
 		if (by_addr) {
-			struct sl_addr_key key = { .proto_index = proto_index, .port = port };
+			struct sl_addr_key key = { .proto_index = proto_index, .family = family, .port = port };
 			__builtin_memcpy(key.addr, addr, 16);
 			__u32 *id = bpf_map_lookup_elem(by_addr, &key);
 			if (id)

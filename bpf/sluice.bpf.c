@@ -199,7 +199,7 @@ static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *
 	if (pkt.l4proto != IPPROTO_TCP && pkt.l4proto != IPPROTO_UDP)
 		FATE(SL_G_OTHER_L4, XDP_PASS);
 
-	__u32 service_id = find_service(&pv, pkt.l4proto, pkt.dport, pkt.daddr);
+	__u32 service_id = find_service(&pv, pkt.l4proto, pkt.dport, pkt.family, pkt.daddr);
 	const struct sl_service *svc = service_get(&pv, service_id);
 	if (!svc)
 		FATE(SL_G_NOT_SERVICE, XDP_PASS);
@@ -268,7 +268,7 @@ int sluice_tc_egress(struct __sk_buff *skb)
 	if (tcp && !closing && pkt.tcp_payload == 0)
 		return TC_ACT_OK; /* ACKs and SYN-ACKs answer nothing */
 
-	__u32 service_id = find_service(&pv, pkt.l4proto, pkt.sport, pkt.saddr);
+	__u32 service_id = find_service(&pv, pkt.l4proto, pkt.sport, pkt.family, pkt.saddr);
 	const struct sl_service *svc = service_get(&pv, service_id);
 	if (!svc || !(svc->flags & SL_SVC_TRACK))
 		return TC_ACT_OK;

@@ -36,9 +36,14 @@ for suite in "${suites[@]}"; do
     fuzz)
       shopt -s nullglob
       for f in "$build"/fuzz/*_fuzz; do
-        corpus=tests/fuzz/corpus/$(basename "$f")
-        run_suite "fuzz $(basename "$f")" 300 "$f" -seed=1 -runs=200000 -max_total_time=60 \
-          $([[ -d $corpus ]] && echo "$corpus")
+        name=$(basename "$f")
+        # New inputs go to a scratch directory, never into the source tree;
+        # the seed corpus is only read.
+        scratch=$(mktemp -d)
+        args=(-seed=1 -runs=200000 -max_total_time=60)
+        [[ -f tests/fuzz/$name.dict ]] && args+=(-dict="tests/fuzz/$name.dict")
+        run_suite "fuzz $name" 300 "$f" "${args[@]}" "$scratch" $([[ -d tests/fuzz/corpus/$name ]] && echo "tests/fuzz/corpus/$name")
+        rm -rf "$scratch"
       done
       ;;
     *) echo "run-tests: unknown suite '$suite' (unit, bpf, e2e, fuzz)" >&2; exit 2 ;;

@@ -100,10 +100,11 @@ struct sl_port_entry {
 };
 
 /* pol_svc_addr[slot]: services bound to one destination address. IPv4
- * addresses are stored IPv4-mapped (::ffff:a.b.c.d). */
+ * addresses are stored IPv4-mapped (::ffff:a.b.c.d); the family tells them
+ * from an IPv6 packet addressed to ::ffff:a.b.c.d. */
 struct sl_addr_key {
 	__u8 proto_index; /* enum sl_proto_index */
-	__u8 reserved;
+	__u8 family;      /* 4 or 6 */
 	__u16 port;       /* host byte order */
 	__u8 addr[16];
 };
@@ -359,6 +360,8 @@ struct sl_bucket {
 
 struct sl_source_key {
 	__u32 service_id;
+	__u8 family;   /* 4 or 6: an IPv6 source ::ffff:a.b.c.d is not the IPv4 a.b.c.d */
+	__u8 reserved[3];
 	__u8 addr[16]; /* IPv4-mapped when IPv4 */
 };
 
@@ -462,7 +465,7 @@ SL_STATIC_ASSERT(sizeof(struct sl_flow_key) == 40, "sl_flow_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_flow) == 24, "sl_flow layout");
 SL_STATIC_ASSERT(sizeof(struct sl_obs_shared) == 16, "sl_obs_shared layout");
 SL_STATIC_ASSERT(sizeof(struct sl_obs_counters) == 8 * (7 + SL_HIST_BUCKETS), "sl_obs_counters layout");
-SL_STATIC_ASSERT(sizeof(struct sl_source_key) == 20, "sl_source_key layout");
+SL_STATIC_ASSERT(sizeof(struct sl_source_key) == 24, "sl_source_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_counters) == 8 * SL_R__COUNT, "sl_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_service_counters) == 16 * SL_R__COUNT, "sl_service_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_prog_config) == 16, "sl_prog_config layout");

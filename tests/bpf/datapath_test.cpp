@@ -549,3 +549,30 @@ TEST(DataPath, Ipv4SourceTableMatchesLongestPrefixAtEveryLevel) {
   EXPECT_EQ(t.run(syn("198.18.17.200")).action, XDP_DROP);  // the /25 deny inside a24
   EXPECT_EQ(t.run(syn("198.18.17.127")).action, XDP_PASS);
 }
+
+// Found by the packet fuzzer: IPv4 is kept IPv4-mapped in the maps, so keys
+// must carry the family, or an IPv6 packet to or from ::ffff:a.b.c.d is
+// taken for IPv4 a.b.c.d.
+TEST(DataPath, Ipv4MappedIpv6AddressesAreNotIpv4) {
+  Policy p;
+  p.services.push_back(tcp_service("any", 80));
+  policy::Service bound = tcp_service("bound", 80);
+  bound.addr = policy::IpAddr::parse("198.18.0.10");
+  p.services.push_back(bound);
+  policy::Service dns = udp_service("dns", 53);
+  dns.per_source = Rate{1, 3600};
+  dns.per_source_burst = 2;
+  p.services.push_back(dns);
+  XdpTester t(p);
+  t.set_now(kT0);
+  // A: an IPv6 SYN to ::ffff:198.18.0.10 is not for the service bound to IPv4 198.18.0.10.
+  t.run(syn6("2001:db8::1", "::ffff:198.18.0.10"));
+  EXPECT_EQ(t.pair("bound", "default").verdict[SL_R_ADMITTED], 0u);
+  EXPECT_EQ(t.pair("any", "default").verdict[SL_R_ADMITTED], 1u);
+  // B: an IPv6 client ::ffff:198.18.1.5 has its own per-source bucket.
+  Bytes mapped = PacketBuilder().ipv6("::ffff:198.18.1.5", "2001:db8::2").udp(1, 53).payload("q").build();
+  EXPECT_EQ(t.run(mapped).action, XDP_PASS);
+  EXPECT_EQ(t.run(mapped).action, XDP_PASS);
+  EXPECT_EQ(t.run(mapped).action, XDP_DROP);                        // its own bucket is empty...
+  EXPECT_EQ(t.run(datagram("198.18.1.5")).action, XDP_PASS);        // ...the IPv4 client's is not
+}

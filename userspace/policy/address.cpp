@@ -35,6 +35,7 @@ IpAddr masked(const IpAddr& a, int mapped_bits) {
 }  // namespace
 
 std::optional<IpAddr> IpAddr::parse(std::string_view text) {
+  if (text.find('\0') != std::string_view::npos) return std::nullopt;  // inet_pton would stop there
   std::string s(text);
   IpAddr out;
   uint8_t v4[4];

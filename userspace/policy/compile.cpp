@@ -223,6 +223,7 @@ Compiled compile(const Policy& p, const IdAssignment& previous, uint64_t epoch, 
     if (s.addr) {
       sl_addr_key key{};
       key.proto_index = s.proto == Proto::Tcp ? SL_PROTO_TCP : SL_PROTO_UDP;
+      key.family = static_cast<uint8_t>(s.addr->family());
       key.port = s.port;
       std::memcpy(key.addr, s.addr->bytes.data(), 16);
       slot.svc_addr.emplace_back(key, id);

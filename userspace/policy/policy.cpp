@@ -1,6 +1,7 @@
 #include "policy/policy.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <tuple>
@@ -103,6 +104,8 @@ void validate_tuning(const Service& s) {
   check_range(k, s.name, "breaker_probes", t.breaker_probes, 1, 65535);
   if (!(t.sre_k >= 1.0 && t.sre_k <= 10.0))
     throw PolicyError(k, s.name, "sre_k", "sre_k " + std::to_string(t.sre_k) + " is out of range (1..10)");
+  if (std::abs(t.sre_k * 1000 - std::round(t.sre_k * 1000)) > 1e-6)
+    throw PolicyError(k, s.name, "sre_k", "sre_k has at most three decimals (the kernel keeps thousandths)");
   if (t.cgroup.size() >= sizeof(sl_service_tuning{}.cgroup) || t.cgroup.find("..") != std::string::npos ||
       t.cgroup.find('"') != std::string::npos || t.cgroup.find('\\') != std::string::npos)
     throw PolicyError(k, s.name, "cgroup",
@@ -137,8 +140,9 @@ void validate(const Policy& p) {
   check_range("control", "", "stale_ms", p.control_stale_ms, 100, 60'000);
 
   // Services: unique names and unique (proto, port, address).
+  // The error points at the first service that does not fit.
   if (p.services.size() >= p.maps.max_services)
-    throw PolicyError("service", "", "",
+    throw PolicyError("service", p.services[p.maps.max_services - 1].name, "name",
                       "at most " + std::to_string(p.maps.max_services - 1) +
                           " services fit the maps (max_services in [maps]; resizing needs 'sluice reset')");
   std::set<std::string> names;
@@ -178,7 +182,7 @@ void validate(const Policy& p) {
   }
   size_t named_tenants = p.tenants.size() - (p.find_tenant(kDefaultTenant) ? 1 : 0);
   if (named_tenants >= p.maps.max_tenants)
-    throw PolicyError("tenant", "", "",
+    throw PolicyError("tenant", p.tenants.back().name, "name",
                       "at most " + std::to_string(p.maps.max_tenants - 1) +
                           " tenants fit the maps (max_tenants in [maps]; resizing needs 'sluice reset')");
 

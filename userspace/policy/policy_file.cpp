@@ -371,7 +371,11 @@ std::string to_toml(const Policy& policy) {
     field("breaker_slow_ms", t.breaker_slow_ms, tuning_defaults.breaker_slow_ms);
     field("breaker_open_ms", t.breaker_open_ms, tuning_defaults.breaker_open_ms);
     field("breaker_probes", t.breaker_probes, tuning_defaults.breaker_probes);
-    if (t.sre_k != tuning_defaults.sre_k) out << "sre_k = " << t.sre_k << "\n";
+    if (t.sre_k != tuning_defaults.sre_k) {
+      char k[32];
+      snprintf(k, sizeof(k), "%.3f", t.sre_k);  // thousandths: what validate() allows
+      out << "sre_k = " << k << "\n";
+    }
     if (!t.cgroup.empty()) out << "cgroup = " << quoted(t.cgroup) << "\n";
   }
   for (const auto& t : p.tenants) {
