@@ -88,7 +88,9 @@ struct judged {
 static __always_inline int track_client_segment(const struct judged *j)
 {
 	const struct packet *pkt = j->pkt;
-	int closing = pkt->tcp_flags & (TCP_FL_FIN | TCP_FL_RST);
+	/* A FIN that carries a request is a half-close after asking (HTTP/1.0
+	 * clients do this): the request counts, the FIN ends nothing. */
+	int closing = (pkt->tcp_flags & TCP_FL_RST) || ((pkt->tcp_flags & TCP_FL_FIN) && pkt->tcp_payload == 0);
 
 	j->t->reason = SL_R_PASSED;
 	if (!closing && pkt->tcp_payload == 0) {
@@ -265,7 +267,8 @@ int sluice_tc_egress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	int tcp = pkt.l4proto == IPPROTO_TCP;
 	int closing = tcp && (pkt.tcp_flags & (TCP_FL_FIN | TCP_FL_RST));
-	if (tcp && !closing && pkt.tcp_payload == 0)
+	int payload = !tcp || pkt.tcp_payload > 0;
+	if (!closing && !payload)
 		return TC_ACT_OK; /* ACKs and SYN-ACKs answer nothing */
 
 	__u32 service_id = find_service(&pv, pkt.l4proto, pkt.sport, pkt.family, pkt.saddr);
@@ -278,14 +281,14 @@ int sluice_tc_egress(struct __sk_buff *skb)
 	struct sl_flow *f = bpf_map_lookup_elem(&flows, &key);
 	if (!f)
 		return TC_ACT_OK;
+	/* The answer first: a response and its FIN often share a segment. */
+	if (payload && f->state != SL_FLOW_IDLE) {
+		int error = f->state == SL_FLOW_PENDING && (svc->flags & SL_SVC_HTTP) && http_server_error(skb, &pkt);
+		request_answered(f, svc, precise_clock(), error);
+	}
 	if (closing) {
 		flow_closed(f, 1);
 		bpf_map_delete_elem(&flows, &key);
-		return TC_ACT_OK;
-	}
-	if (f->state != SL_FLOW_IDLE) {
-		int error = f->state == SL_FLOW_PENDING && (svc->flags & SL_SVC_HTTP) && http_server_error(skb, &pkt);
-		request_answered(f, svc, precise_clock(), error);
 	}
 	return TC_ACT_OK;
 }

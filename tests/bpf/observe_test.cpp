@@ -413,3 +413,30 @@ TEST(Adaptive, AdmittedConnectionsReserveTheirFirstRequest) {
   EXPECT_EQ(o.inflight, 1);
   EXPECT_EQ(o.counters.client_aborts, 0u);
 }
+
+// Connection: close servers send the response and the FIN in one segment;
+// HTTP/1.0 clients may half-close with the request. Neither is an abort.
+TEST(Observe, ResponsesAndRequestsCarryingAFinCount) {
+  XdpTester t(tracked_policy());
+  t.set_now(kT0);
+  Conn c;
+  t.run(c.request());
+  t.set_now(kT0 + 2 * kMs);
+  t.run_egress(c.out(tcp_flag::ACK | tcp_flag::PSH | tcp_flag::FIN, "HTTP/1.1 500 Oops\r\n\r\n"));
+  auto o = t.observe("web");
+  EXPECT_EQ(o.counters.responses, 1u);
+  EXPECT_EQ(o.counters.errors, 1u);
+  EXPECT_EQ(o.counters.server_aborts, 0u);
+  EXPECT_EQ(o.counters.latency_sum_ns, 2 * kMs);
+  EXPECT_EQ(o.inflight, 0);
+
+  Conn d;
+  d.port = 40001;
+  t.run(d.in(tcp_flag::ACK | tcp_flag::PSH | tcp_flag::FIN, "GET / HTTP/1.0\r\n\r\n"));
+  o = t.observe("web");
+  EXPECT_EQ(o.counters.started, 2u);
+  EXPECT_EQ(o.counters.client_aborts, 0u);
+  EXPECT_EQ(o.inflight, 1);
+  t.run_egress(d.response());
+  EXPECT_EQ(t.observe("web").inflight, 0);
+}
