@@ -45,6 +45,7 @@ ServiceController::ServiceController(std::string name, const policy::Tuning& t, 
   inherited_ = inherited;
   inherited_until_ns_ = now_ns + window_ns;
   rt_floor_ = SlidingMin(kRtFloorWindows * window_ns);
+  next_probe_ns_ = now_ns + kFirstProbeNs;
   switch (t.adaptive) {
     case policy::Adaptive::Bbr: {
       algo::BbrConfig c;
@@ -111,30 +112,119 @@ void ServiceController::split_levels(uint64_t learned, uint32_t (&out)[SL_LEVELS
   }
 }
 
-uint64_t ServiceController::adaptive_limit(uint64_t now_ns, const algo::TickStats& ts, int64_t cpu,
-                                           bool kernel_dropped) {
-  if (bbr_) {
-    bbr_->record(now_ns, ts);
-    algo::BbrDecision d = bbr_->decide(now_ns, std::max<int64_t>(cpu, 0), ts.in_flight, kernel_dropped);
-    // Little's law as kratos has it, maxPass x minRT, but with minRT taken
-    // over several windows: a limit that is always applied keeps a small
-    // queue (the levels' headroom), and once a window has forgotten the
-    // queue-free response time, maxPass x minRT would equal whatever was
-    // admitted and creep upward window after window.
-    if (ts.rt_samples) rt_floor_.add(now_ns, static_cast<double>(ts.rt_sum_us) / static_cast<double>(ts.rt_samples));
-    uint64_t estimate = d.max_in_flight;
-    if (auto floor_us = rt_floor_.min(now_ns)) {
-      const algo::BbrConfig& cfg = bbr_->config();
-      double buckets_per_second = cfg.buckets * 1e9 / static_cast<double>(cfg.window_ns);
-      double max_pass = static_cast<double>(bbr_->stat(now_ns, cpu, ts.in_flight).max_pass);
-      estimate = static_cast<uint64_t>(std::floor(max_pass * *floor_us * buckets_per_second / 1e6 + 0.5));
-      view_.min_rt_us = static_cast<uint64_t>(*floor_us);
+/*
+ * BBR as sluice runs it. Little's law (maxPass x minRT) measures capacity
+ * only while the service is saturated; below that it measures the current
+ * concurrency, and a limit that always applies (--cpu-threshold 0) would
+ * clip the load's natural bursts and learn the clipped rate again. So the
+ * limit follows Little's law while response times show a queue at the
+ * service (or before anything was learned); while they show none and the
+ * kernel still refuses work, the limit is in the way of load the service
+ * could take, and it grows by sqrt(L) a tick (Gradient2's queue allowance),
+ * by doubling before the service ever showed a queue (slow start); and it
+ * stays at least twice the concurrency it sees, room for bursts.
+ */
+uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share, int64_t cpu,
+                                      bool kernel_dropped) {
+  // maxPass is a max over buckets: a tick covering more than a bucket's
+  // time (a late tick, a stalled controller) must count as one bucket's.
+  algo::TickStats scaled = ts;
+  scaled.completed = static_cast<uint64_t>(std::llround(ts.completed * bucket_share));
+  scaled.requests = static_cast<uint64_t>(std::llround(ts.requests * bucket_share));
+  scaled.rt_samples = static_cast<uint64_t>(std::llround(ts.rt_samples * bucket_share));
+  scaled.rt_sum_us = static_cast<uint64_t>(std::llround(ts.rt_sum_us * bucket_share));
+  bbr_->record(now_ns, scaled);
+  algo::BbrDecision d = bbr_->decide(now_ns, std::max<int64_t>(cpu, 0), ts.in_flight, kernel_dropped);
+
+  // minRT over several windows: a limit that always applies keeps a small
+  // queue (the levels' headroom), and once a window has forgotten the
+  // queue-free response time, maxPass x minRT would equal whatever was
+  // admitted and creep upward window after window.
+  // A drain probe's ticks (and the one after) are its own doing: they
+  // neither grow the limit nor change what is known about queueing.
+  bool probe_ticks = probing() || after_probe_;
+  after_probe_ = probing();
+  if (probing()) probe_ticks_left_--;
+
+  uint64_t littles = d.max_in_flight;
+  double tick_rt = 0;
+  if (ts.rt_samples) {
+    tick_rt = static_cast<double>(ts.rt_sum_us) / static_cast<double>(ts.rt_samples);
+    // A probe drained the queue; if its last tick still answers well above
+    // the floor, the service itself got slower (a host short of CPU, a
+    // slower dependency), not queued: the floor follows, and what looked
+    // like a queue was not one. Without this, Little's law with a stale
+    // floor under-estimates every service that slowed down.
+    if (probing() && probe_ticks_left_ == 1) probe_rt_us_ = tick_rt;
+    if (!probing() && probe_rt_us_) {
+      if (auto floor_us = rt_floor_.min(now_ns); floor_us && probe_rt_us_ > *floor_us * kQueueingEnter) {
+        rt_floor_.reset();
+        rt_floor_.add(now_ns, probe_rt_us_);
+        recent_rt_us_ = probe_rt_us_;
+        queueing_ = false;
+      }
+      probe_rt_us_ = 0;
     }
-    if (now_ns < inherited_until_ns_) estimate = std::max(estimate, inherited_);
-    view_.estimate = estimate;
-    view_.armed = d.armed;
-    return d.armed ? std::max<uint64_t>(estimate, 1) : 0;
+    rt_floor_.add(now_ns, tick_rt);
+    // Slow enough that one bursty tick is not a queue; real overload raises
+    // response times several-fold and shows within a few ticks. A probe's
+    // drained ticks teach the floor, not what the service usually sees.
+    if (!probe_ticks) recent_rt_us_ = recent_rt_us_ ? 0.7 * recent_rt_us_ + 0.3 * tick_rt : tick_rt;
   }
+  bool floor_known = false;
+  double floor_us_now = 0;
+  if (auto floor_us = rt_floor_.min(now_ns)) {
+    floor_known = true;
+    floor_us_now = *floor_us;
+    const algo::BbrConfig& cfg = bbr_->config();
+    double buckets_per_second = cfg.buckets * 1e9 / static_cast<double>(cfg.window_ns);
+    double max_pass = static_cast<double>(bbr_->stat(now_ns, cpu, ts.in_flight).max_pass);
+    littles = static_cast<uint64_t>(std::floor(max_pass * *floor_us * buckets_per_second / 1e6 + 0.5));
+    view_.min_rt_us = static_cast<uint64_t>(*floor_us);
+    // Slow answers alone are no queue for admission to act on: a host short
+    // of CPU slows a lightly loaded service too. Only while the limit binds
+    // (work refused, or in flight up to the learned limit) does a slowdown
+    // mean that admitting more would only queue.
+    bool binding = kernel_dropped || (learned_ && ts.in_flight >= learned_);
+    if (!probe_ticks && !queueing_ && binding && recent_rt_us_ > *floor_us * kQueueingEnter) queueing_ = true;
+    if (!probe_ticks && queueing_ && recent_rt_us_ < *floor_us * kQueueingLeave) queueing_ = false;
+  }
+  saturated_once_ |= queueing_;
+
+  // Until the service first shows a queue, a refusal doubles the limit (as
+  // TCP's slow start), but only while response times sit at the floor: once
+  // they start to rise the service is near its capacity, and doubling would
+  // overshoot it (TCP's HyStart leaves slow start on rising delay too).
+  // (The latest tick itself: the smoothed time lags a queue by a few ticks.)
+  bool flat = floor_known && std::max(tick_rt, recent_rt_us_) <= floor_us_now * kSlowStartExit;
+  uint64_t step = !saturated_once_ && flat
+                      ? std::max<uint64_t>(1, learned_)
+                      : std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(std::sqrt(learned_))));
+  // Without a queue, Little's law sees only the current concurrency: while
+  // answers are as fast as ever, keep twice that as room for the load's
+  // bursts (once they slow down, the service is near what it can take).
+  uint64_t room = flat ? 2 * littles : littles;
+  if (!learned_ && !queueing_)
+    learned_ = std::max(littles, kInitialLimit);
+  else if (!learned_ || queueing_)
+    learned_ = littles;
+  else if (kernel_dropped && !probe_ticks)
+    learned_ = std::max(room, learned_ + step);
+  else
+    learned_ = std::max(room, learned_);
+  if (queueing_ && now_ns >= next_probe_ns_) {
+    probe_ticks_left_ = kProbeTicks;
+    next_probe_ns_ = now_ns + bbr_->config().window_ns;
+  }
+  if (now_ns < inherited_until_ns_) learned_ = std::max(learned_, inherited_);
+  view_.estimate = learned_;
+  view_.armed = d.armed;
+  return view_.armed ? std::max<uint64_t>(learned_, 1) : 0;
+}
+
+uint64_t ServiceController::adaptive_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share,
+                                           int64_t cpu, bool kernel_dropped) {
+  if (bbr_) return bbr_limit(now_ns, ts, bucket_share, cpu, kernel_dropped);
   if (aimd_) {
     view_.estimate = aimd_->record(ts);
     view_.armed = true;
@@ -191,11 +281,21 @@ sl_control ServiceController::tick(uint64_t now_ns, const ServiceSample& s, int6
   ts.slow = slow_responses(d, tuning_.breaker_slow_ms);
   ts.in_flight = static_cast<uint64_t>(std::max<int64_t>(0, s.inflight));
 
+  // The share of this tick's counts that one bucket of the window holds.
+  uint64_t bucket_ns = uint64_t{tuning_.window_ms} * kMsNs / tuning_.window_buckets;
+  uint64_t elapsed = last_tick_ns_ && now_ns > last_tick_ns_ ? now_ns - last_tick_ns_ : bucket_ns;
+  last_tick_ns_ = now_ns;
+  double bucket_share = std::min(1.0, static_cast<double>(bucket_ns) / static_cast<double>(elapsed));
+
   sl_control out{};
   uint64_t before = view_.estimate;
   bool was_armed = view_.armed;
-  uint64_t learned = adaptive_limit(now_ns, ts, cpu_permille, s.shed_delta.shed[SL_R_INFLIGHT] > 0);
-  split_levels(learned, out.max_inflight);
+  uint64_t learned = adaptive_limit(now_ns, ts, bucket_share, cpu_permille, s.shed_delta.shed[SL_R_INFLIGHT] > 0);
+  if (learned && probing()) {
+    for (uint32_t& level : out.max_inflight) level = static_cast<uint32_t>(std::max<uint64_t>(1, learned / 2));
+  } else {
+    split_levels(learned, out.max_inflight);
+  }
   breaker_tick(now_ns, ts, s, out, log);
   view_.kernel_limit = out.max_inflight[0];
   out.learned = static_cast<uint32_t>(std::min<uint64_t>(view_.estimate, UINT32_MAX));

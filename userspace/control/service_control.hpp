@@ -50,14 +50,35 @@ class SlidingMin {
   explicit SlidingMin(uint64_t horizon_ns) : horizon_ns_(horizon_ns) {}
   void add(uint64_t now_ns, double value);
   std::optional<double> min(uint64_t now_ns);
+  void reset() { values_.clear(); }
 
  private:
   uint64_t horizon_ns_;
   std::deque<std::pair<uint64_t, double>> values_;  // increasing values, increasing times
 };
 
-// How many BBR windows the queue-free response time is remembered.
-inline constexpr uint64_t kRtFloorWindows = 6;
+// How many BBR windows the queue-free response time is remembered (a
+// drain probe refreshes it every window while a queue persists).
+inline constexpr uint64_t kRtFloorWindows = 2;
+// The drain probe (TCP BBR's ProbeRTT): while a queue persists, once a
+// window (the first time soon after start), admit only half the learned
+// limit for a few ticks so the queue empties and the queue-free response
+// time is measured again. Costs about 1% of goodput.
+inline constexpr uint64_t kFirstProbeNs = 1'000'000'000;
+inline constexpr int kProbeTicks = 2;
+// Where the limit starts before anything is known: low enough that an
+// overload starting with the controller cannot queue deep, high enough not
+// to clip light traffic while it learns.
+inline constexpr uint64_t kInitialLimit = 4;
+// Queueing: recent response times this far above the floor (entering, and
+// leaving again below the second: hysteresis). Entering needs more than a
+// burst of unsaturated load causes; staying needs less than the queue the
+// levels' headroom keeps under overload (about 1.2x).
+inline constexpr double kQueueingEnter = 1.20;
+inline constexpr double kQueueingLeave = 1.05;
+// Slow start doubles the limit only while response times stay this close to
+// the floor.
+inline constexpr double kSlowStartExit = 1.10;
 
 // How far above the learned limit each level may fill in-flight work (see
 // abi.h). Headroom lets a service with room show it: a limit applied at
@@ -82,8 +103,12 @@ class ServiceController {
   static void split_levels(uint64_t learned, uint32_t (&out)[SL_LEVELS]);
 
  private:
-  // The learned limit if it applies now, else 0.
-  uint64_t adaptive_limit(uint64_t now_ns, const algo::TickStats& ts, int64_t cpu, bool kernel_dropped);
+  // The learned limit if it applies now, else 0. `bucket_share` scales the
+  // tick's counts to one bucket's worth of time (see tick()).
+  uint64_t adaptive_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share, int64_t cpu,
+                          bool kernel_dropped);
+  uint64_t bbr_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share, int64_t cpu, bool kernel_dropped);
+  bool probing() const { return probe_ticks_left_ > 0; }
   void breaker_tick(uint64_t now_ns, const algo::TickStats& ts, const ServiceSample& s, sl_control& out,
                     const LogLine& log);
 
@@ -98,6 +123,15 @@ class ServiceController {
   uint64_t inherited_ = 0;
   uint64_t inherited_until_ns_ = 0;
   SlidingMin rt_floor_{0};  // per-tick mean response time, microseconds
+  double recent_rt_us_ = 0;  // smoothed per-tick mean response time
+  bool queueing_ = false;    // response times show a queue at the service
+  bool saturated_once_ = false;  // it has shown one: limits may bind from now on
+  uint64_t learned_ = 0;     // the BBR limit as sluice runs it (see bbr_limit)
+  uint64_t last_tick_ns_ = 0;
+  uint64_t next_probe_ns_ = 0;
+  int probe_ticks_left_ = 0;
+  bool after_probe_ = false;  // the tick after a probe still shows its refusals
+  double probe_rt_us_ = 0;    // the response time of a probe's last, drained tick
   ServiceView view_;
 };
 
