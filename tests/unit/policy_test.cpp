@@ -326,6 +326,13 @@ TEST(PolicyFile, TruncatedFilesAreRefusedWherePossiblyValid) {
     std::string msg = error_of([&] { parse_policy(text.substr(0, cut), "p.toml"); });
     EXPECT_FALSE(msg.empty()) << "cut at " << cut << " was accepted";
   }
+  // Lines appended after the marker are an operator's edit, not a cut.
+  Policy more = parse_policy(text + "[[tenant]]\nname = \"gold\"\nprefixes = [\"198.18.7.0/24\"]\n", "p.toml");
+  EXPECT_EQ(more.tenants.size(), p.tenants.size() + 1);
+  // The marker counts only as a line of its own.
+  std::string without_end = text.substr(0, text.rfind("# end"));
+  EXPECT_NE(error_of([&] { parse_policy(without_end + "deny = [] # end of sluice policy\n", "p.toml"); }).find("truncated"),
+            std::string::npos);
   // A hand-written file (no sluice header) needs no marker.
   EXPECT_EQ(parse_policy("[[service]]\nname = \"web\"\nport = 80\nrate = \"100/s\"\nburst = 10\n", "p.toml").services.size(),
             1u);

@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "core/error.hpp"
 #include "kernel/bpffs.hpp"
@@ -46,15 +48,50 @@ std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g) {
 
 namespace {
 
+void restore_file(const std::string& path, const std::optional<std::string>& text) {
+  try {
+    if (text)
+      policy::save_policy_text(path, *text);
+    else
+      std::filesystem::remove(path);
+  } catch (const std::exception& e) {
+    std::cerr << "sluice: warning: the policy was not applied and " << path << " could not be restored: " << e.what()
+              << "\n";
+  }
+}
+
+// The policy file is written beside its place first and renamed into it
+// just before the kernel switches, so a command killed at any point leaves
+// file and kernel both old or both new, but for the instant between the
+// rename and the switch (then the file is new: what a reboot restores is
+// never older than what ran). If the kernel refuses the policy, nothing
+// changed; if the switch fails after the rename, the old file comes back.
 uint64_t apply_and_save(const GlobalOptions& g, kernel::DataPath& dp, const policy::Policy& before,
                         const policy::Policy& next) {
-  kernel::PolicyStore store(dp);
-  uint64_t epoch = store.apply(next);
+  std::optional<std::string> old_file = policy::read_policy_text(g.policy_file);
+  std::optional<policy::PendingPolicyFile> pending;
   try {
-    policy::save_policy_file(g.policy_file, next);
-  } catch (const std::exception& e) {
-    store.apply(before);  // keep kernel and file in agreement
-    throw SystemError(std::string(e.what()) + "; the running policy was left unchanged", EIO);
+    pending.emplace(g.policy_file, policy::to_toml(next));
+  } catch (const SystemError& e) {
+    throw SystemError(std::string(e.what()) + "; nothing was changed");
+  }
+  kernel::PolicyStore store(dp);
+  const uint64_t epoch_before = store.epoch();
+  bool saved = false;
+  uint64_t epoch;
+  try {
+    epoch = store.apply(next, [&] {
+      pending->commit();
+      saved = true;
+    });
+  } catch (...) {
+    bool switched = true;
+    try {
+      switched = store.epoch() != epoch_before;
+    } catch (...) {
+    }
+    if (saved && !switched) restore_file(g.policy_file, old_file);
+    throw;
   }
   if (next.maps != before.maps)
     std::cerr << "sluice: note: map sizes apply when the maps are created; the running maps keep theirs until "

@@ -71,6 +71,12 @@ policy::SlotContents PolicyStore::read_slot(uint32_t slot) const {
   return c;
 }
 
+uint64_t PolicyStore::epoch() const {
+  uint32_t zero = 0;
+  auto root = map_lookup<uint32_t, sl_root>(dp_.map_fd(dp_.skel()->maps.sl_root), zero);
+  return root ? root->epoch : 0;
+}
+
 RunningPolicy PolicyStore::read() const {
   RunningPolicy r;
   uint32_t zero = 0;
@@ -106,7 +112,7 @@ void PolicyStore::write_slot(uint32_t slot, const policy::SlotContents& c) {
   install(PolicyMap::Info, info, "pol_info");
 }
 
-uint64_t PolicyStore::apply(const policy::Policy& next) {
+uint64_t PolicyStore::apply(const policy::Policy& next, const std::function<void()>& just_before_switch) {
   const policy::MapSizes& have = dp_.sizes();
   if (next.services.size() >= have.max_services || next.tenants.size() >= have.max_tenants)
     throw UsageError("the policy has " + std::to_string(next.services.size()) + " services and " +
@@ -117,6 +123,7 @@ uint64_t PolicyStore::apply(const policy::Policy& next) {
   policy::Compiled compiled = policy::compile(next, now.ids, now.epoch + 1, have.max_tenants);
   uint32_t target = now.epoch == 0 ? 0 : now.active_slot ^ 1;
   write_slot(target, compiled.slot);
+  if (just_before_switch) just_before_switch();
 
   // The switch, in two writes: first the new slot's flags (no packet reads
   // them yet), then active_slot, one aligned 32-bit store a packet reads once.

@@ -5,6 +5,7 @@
 // leaves the old one in force.
 #pragma once
 
+#include <functional>
 #include <cstdint>
 
 #include "kernel/datapath.hpp"
@@ -37,11 +38,14 @@ class PolicyStore {
   explicit PolicyStore(const DataPath& dp) : dp_(dp) {}
 
   RunningPolicy read() const;
+  uint64_t epoch() const;  // of the running policy; 0: none yet
 
   // `next` must be valid. Ids stay with their names; state that belonged to
   // services, tenants or deny rules that are gone is cleared afterwards so a
   // new one reusing an id starts clean. Returns the new epoch.
-  uint64_t apply(const policy::Policy& next);
+  // `just_before_switch` runs once the new slot is written, immediately
+  // before packets see it (to save the policy file at the same moment).
+  uint64_t apply(const policy::Policy& next, const std::function<void()>& just_before_switch = {});
 
  private:
   policy::SlotContents read_slot(uint32_t slot) const;

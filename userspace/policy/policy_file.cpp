@@ -5,14 +5,17 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
+#include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
 #include <tuple>
+#include <vector>
 
 #include "core/error.hpp"
 
@@ -234,24 +237,33 @@ Limit read_limit(TableReader& r, LineIndex& lines) {
   return l;
 }
 
+// Whether `line` is one whole line of `text` (trailing blanks allowed).
+bool has_line(std::string_view text, std::string_view line) {
+  for (size_t at = text.find(line); at != std::string_view::npos; at = text.find(line, at + 1)) {
+    if (at != 0 && text[at - 1] != '\n') continue;
+    size_t end = text.find('\n', at);
+    std::string_view tail = text.substr(at + line.size(), end == std::string_view::npos ? std::string_view::npos
+                                                                                         : end - at - line.size());
+    if (tail.find_first_not_of(" \t\r") == std::string_view::npos) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 Policy parse_policy(std::string_view text, const std::string& source) {
   // Files sluice writes begin with its header and end with its marker; one
   // that has the first and not the second was cut short (a copy, a full
-  // disk) and may still be valid TOML describing less than was meant.
+  // disk) and may still be valid TOML describing less than was meant. Lines
+  // an operator appends after the marker are an edit, not a truncation.
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos)
     throw UsageError(source + ": the file is empty (to apply an empty policy, write a file with a comment in it)");
   std::string_view header(kFileHeader);
   if (text.size() < header.size() && header.substr(0, text.size()) == text)
     throw UsageError(source + ": truncated: it ends inside sluice's first line");
-  if (text.rfind(kFileHeader, 0) == 0) {
-    std::string_view rest = text;
-    while (!rest.empty() && (rest.back() == '\n' || rest.back() == ' ' || rest.back() == '\r')) rest.remove_suffix(1);
-    if (rest.size() < std::strlen(kFileEnd) || rest.substr(rest.size() - std::strlen(kFileEnd)) != kFileEnd)
-      throw UsageError(source + ": truncated: it was written by sluice but its last line, '" + std::string(kFileEnd) +
-                       "', is missing (delete the first line if you cut it on purpose)");
-  }
+  if (text.rfind(kFileHeader, 0) == 0 && !has_line(text, kFileEnd))
+    throw UsageError(source + ": truncated: it was written by sluice but its last line, '" + std::string(kFileEnd) +
+                     "', is missing (delete the first line if you cut it on purpose)");
   toml::table root;
   try {
     root = toml::parse(text, source);
@@ -310,12 +322,21 @@ Policy parse_policy(std::string_view text, const std::string& source) {
   return p;
 }
 
-Policy load_policy_file(const std::string& path) {
+std::optional<std::string> read_policy_text(const std::string& path) {
   std::ifstream in(path);
-  if (!in) throw SystemError("cannot read policy file " + path, errno);
+  if (!in) {
+    if (errno == ENOENT) return std::nullopt;
+    throw SystemError("cannot read policy file " + path, errno);
+  }
   std::stringstream text;
   text << in.rdbuf();
-  return parse_policy(text.str(), path);
+  return text.str();
+}
+
+Policy load_policy_file(const std::string& path) {
+  std::optional<std::string> text = read_policy_text(path);
+  if (!text) throw SystemError("cannot read policy file " + path, ENOENT);
+  return parse_policy(*text, path);
 }
 
 std::string to_toml(const Policy& policy) {
@@ -390,46 +411,84 @@ std::string to_toml(const Policy& policy) {
   return out.str();
 }
 
-void save_policy_file(const std::string& path, const Policy& policy) {
+namespace {
+
+// Creates the missing directories down to `dir`: the last 0700 (only root
+// reads policy), those above it 0755, whatever the umask.
+void make_directories(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
-  fs::path target(path);
-  fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::error_code ec;
-  if (!fs::exists(dir)) {
-    fs::create_directories(dir, ec);
-    if (ec) throw SystemError("cannot create " + dir.string(), ec.value());
-    fs::permissions(dir, fs::perms::owner_all, ec);
+  std::vector<fs::path> missing;
+  for (fs::path d = dir; !d.empty() && !fs::exists(d); d = d.parent_path()) {
+    missing.push_back(d);
+    if (d == d.parent_path()) break;
   }
-  std::string text = to_toml(policy);
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw SystemError("cannot write " + tmp, errno);
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    mode_t mode = *it == dir ? 0700 : 0755;
+    if (mkdir(it->c_str(), mode) != 0 && errno != EEXIST) throw SystemError("cannot create " + it->string(), errno);
+    chmod(it->c_str(), mode);  // mkdir's mode passes through the umask
+  }
+}
+
+// Temporary files of saves that were killed before their rename.
+void remove_abandoned_temporaries(const std::filesystem::path& target) {
+  namespace fs = std::filesystem;
+  std::string prefix = target.filename().string() + ".tmp.";
+  std::error_code ec;
+  fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    char* end = nullptr;
+    long pid = std::strtol(name.c_str() + prefix.size(), &end, 10);
+    if (pid > 0 && *end == '\0' && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) fs::remove(e.path(), ec);
+  }
+}
+
+}  // namespace
+
+PendingPolicyFile::PendingPolicyFile(std::string path, const std::string& text) : path_(std::move(path)) {
+  namespace fs = std::filesystem;
+  fs::path target(path_);
+  dir_ = target.has_parent_path() ? target.parent_path().string() : ".";
+  make_directories(dir_);
+  remove_abandoned_temporaries(target);
+  tmp_ = path_ + ".tmp." + std::to_string(getpid());
+  int fd = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw SystemError("cannot write " + tmp_, errno);
   size_t done = 0;
   while (done < text.size()) {
     ssize_t n = write(fd, text.data() + done, text.size() - done);
     if (n < 0) {
       int err = errno;
       close(fd);
-      unlink(tmp.c_str());
-      throw SystemError("cannot write " + tmp, err);
+      unlink(tmp_.c_str());
+      throw SystemError("cannot write " + tmp_, err);
     }
     done += static_cast<size_t>(n);
   }
   if (fsync(fd) != 0 || close(fd) != 0) {
     int err = errno;
-    unlink(tmp.c_str());
-    throw SystemError("cannot write " + tmp, err);
+    unlink(tmp_.c_str());
+    throw SystemError("cannot write " + tmp_, err);
   }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    unlink(tmp.c_str());
-    throw SystemError("cannot replace " + path, err);
-  }
-  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+PendingPolicyFile::~PendingPolicyFile() {
+  if (!committed_) unlink(tmp_.c_str());
+}
+
+void PendingPolicyFile::commit() {
+  if (rename(tmp_.c_str(), path_.c_str()) != 0) throw SystemError("cannot replace " + path_, errno);
+  committed_ = true;
+  int dfd = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     fsync(dfd);  // make the rename itself durable
     close(dfd);
   }
 }
+
+void save_policy_text(const std::string& path, const std::string& text) { PendingPolicyFile(path, text).commit(); }
+
+void save_policy_file(const std::string& path, const Policy& policy) { save_policy_text(path, to_toml(policy)); }
 
 }  // namespace sluice::policy
