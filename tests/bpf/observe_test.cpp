@@ -116,6 +116,35 @@ TEST(Observe, LatencyIsTheTimeToTheFirstResponseByte) {
   EXPECT_EQ(o.inflight, 0);
 }
 
+// Every per-service map follows [maps] max_services: a service whose id is
+// past the default geometry is observed and governed like the first one.
+TEST(Observe, ServicesPastTheDefaultGeometryAreObserved) {
+  Policy p = tracked_policy();
+  p.maps.max_services = 4 * SL_DEFAULT_MAX_SERVICES;
+  p.maps.max_tenants = 16;
+  p.services.erase(p.services.begin());  // "web" goes last, past the default ids
+  for (int i = 0; i < 2 * SL_DEFAULT_MAX_SERVICES; i++) {
+    policy::Service filler;
+    filler.name = "filler" + std::to_string(i);
+    filler.proto = policy::Proto::Udp;
+    filler.port = static_cast<uint16_t>(10000 + i);
+    p.services.push_back(filler);
+  }
+  p.services.push_back(tracked_policy().services[0]);
+  XdpTester t(p);
+  ASSERT_GE(t.running().ids.services.at("web"), uint32_t(SL_DEFAULT_MAX_SERVICES));
+  Conn c;
+  t.set_now(kT0);
+  t.run(c.request());
+  EXPECT_EQ(t.observe("web").inflight, 1);
+  t.set_now(kT0 + kMs);
+  t.run_egress(c.response());
+  auto o = t.observe("web");
+  EXPECT_EQ(o.counters.responses, 1u);
+  EXPECT_EQ(o.counters.latency_sum_ns, kMs);
+  EXPECT_EQ(o.inflight, 0);
+}
+
 TEST(Observe, PipelinedRequestsShareTheFirstStart) {
   XdpTester t(tracked_policy());
   Conn c;
@@ -287,6 +316,37 @@ TEST(Adaptive, HalfOpenAdmitsExactlyTheProbeBudget) {
     admitted += t.run(c.syn()).action == XDP_PASS;
   }
   EXPECT_EQ(admitted, 2);
+}
+
+// Probes are for work that reaches the service: connections the static
+// bucket refuses (a flood of spoofed SYNs, say) leave them for real ones.
+TEST(Adaptive, WorkRefusedByTheBucketsSpendsNoProbes) {
+  Policy p = tracked_policy();
+  p.services[0].rate = Rate{1, 1};
+  p.services[0].burst = 2;
+  XdpTester t(p);
+  t.set_now(kT0);
+  t.set_heartbeat(kT0);
+  sl_control ctl{};
+  ctl.breaker_state = SL_BREAKER_HALF_OPEN;
+  ctl.probe_limit = 3;
+  t.set_control("web", ctl);
+  int admitted = 0;
+  for (int i = 0; i < 10; i++) {
+    Conn c;
+    c.port = static_cast<uint16_t>(43000 + i);
+    admitted += t.run(c.syn()).action == XDP_PASS;
+  }
+  EXPECT_EQ(admitted, 2);  // the bucket's burst
+  EXPECT_EQ(t.observe("web").probes_admitted, 2u);
+  EXPECT_EQ(t.pair("web", "default").verdict[SL_R_TENANT_LIMIT], 8u);
+  EXPECT_EQ(t.pair("web", "default").verdict[SL_R_BREAKER], 0u);
+  // The third probe is still there for the next connection the bucket admits.
+  t.set_now(kT0 + 1'000'000'000);
+  Conn later;
+  later.port = 44000;
+  EXPECT_EQ(t.run(later.syn()).action, XDP_PASS);
+  EXPECT_EQ(t.observe("web").probes_admitted, 3u);
 }
 
 TEST(Adaptive, RejectProbabilityIsApplied) {

@@ -14,6 +14,7 @@ XdpTester::XdpTester(const policy::Policy& policy, bool fake_clock, bool trace) 
   kernel::DataPathOptions options;
   options.fake_clock = fake_clock;
   options.trace = trace;
+  options.sizes = policy.maps;  // the maps are made as the policy asks
   dp_ = std::make_unique<kernel::DataPath>(options);
   dp_->load();
   set_policy(policy);

@@ -77,14 +77,19 @@ void DataPath::adopt_pinned_sizes() {
     sizes_.max_tenants = pairs / services;
   }
   if (uint32_t n = pinned_entries(skel_->maps.source_buckets)) sizes_.source_entries = n;
+  if (uint32_t n = pinned_entries(skel_->maps.flows)) sizes_.flow_entries = n;
 }
 
 void DataPath::apply_sizes() {
   uint32_t pairs = static_cast<uint32_t>(sizes_.pairs());
+  // Every map bpf/maps.h marks "geometry" or "configurable" is sized here.
   bpf_map__set_max_entries(skel_->maps.service_stats, sizes_.max_services);
+  bpf_map__set_max_entries(skel_->maps.obs_shared, sizes_.max_services);
+  bpf_map__set_max_entries(skel_->maps.obs_stats, sizes_.max_services);
   bpf_map__set_max_entries(skel_->maps.pair_stats, pairs);
   bpf_map__set_max_entries(skel_->maps.pair_buckets, pairs);
   bpf_map__set_max_entries(skel_->maps.source_buckets, sizes_.source_entries);
+  bpf_map__set_max_entries(skel_->maps.flows, sizes_.flow_entries);
   skel_->rodata->sl_config.max_tenants = sizes_.max_tenants;
   uint32_t hz = kernel_hz();
   skel_->rodata->sl_config.ns_per_tick = hz ? 1'000'000'000u / hz : 0;
