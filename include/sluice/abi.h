@@ -296,11 +296,14 @@ struct sl_control {
 	__u32 reject_p;                /* probability of refusing, / SL_P_ONE */
 	__u64 probe_limit;             /* HALF_OPEN: admit while probes_admitted < this */
 	__u8 breaker_state;            /* enum sl_breaker_state */
-	__u8 reserved[3];
+	__u8 learned_flags;            /* SL_LEARNED_*, with learned */
+	__u8 reserved[2];
 	__s32 inflight_bias;           /* leaked in-flight (flows the LRU evicted while pending) */
-	__u32 learned;                 /* the learned limit, for a restarted controller to start from */
-	__u32 reserved2;
+	/* What a restarted controller starts from; the data path ignores these. */
+	__u32 learned;                 /* the learned limit */
+	__u32 learned_rt_floor_us;     /* the queue-free response time behind it (BBR), 0 = unknown */
 };
+#define SL_LEARNED_SATURATED 0x1 /* the service has shown a queue: the limit binds */
 
 /* ---- observation: written by the BPF programs --------------------------- */
 

@@ -169,7 +169,7 @@ TEST(ServiceControl, SreThrottlingRisesWithFailuresAndFallsAfter) {
 TEST(ServiceControl, ARestartedControllerStartsFromTheInheritedLimit) {
   uint64_t now = 1000 * kMs;
   policy::Tuning t = bbr_always();  // 10 s window
-  ServiceController warm("web", t, now, /*inherited=*/8);
+  ServiceController warm("web", t, now, Inherited{8, 0, false});
   ServiceController cold("web", t, now);
   auto quiet = [](const std::string&) {};
   now += kTick;
@@ -341,5 +341,49 @@ TEST(ServiceControl, SlowAnswersAtLowLoadAreNotMistakenForAQueue) {
                             [](int at_ms) { return at_ms >= 10'000 && at_ms < 20'000 ? 32 : 20; });
     EXPECT_LE(r.refused_after_warmup, r.offered_after_warmup / 100)
         << "seed " << seed << ": " << r.refused_after_warmup << " of " << r.offered_after_warmup << " after 3 s";
+  }
+}
+
+// A controller restarted under 5x overload: its predecessor lifts control
+// when it stops, so in the 50 ms before the successor's first tick the
+// server takes whatever comes and builds a queue. Measured against its own
+// first ticks, that queue would look like the service's normal response
+// time, and the successor would learn twice the concurrency; starting from
+// the floor its predecessor published, it holds the limit where it was.
+TEST(ServiceControl, ARestartedControllerKeepsTheLimitWhereItsPredecessorHeldIt) {
+  for (bool inherit_floor : {true, false}) {
+    ServerSim server(8, 20, 2000, 11);
+    uint64_t now = 1000 * kMs;
+    auto quiet = [](const std::string&) {};
+    auto first = std::make_unique<ServiceController>("web", bbr_always(), now);
+    uint32_t threshold = 0;
+    sl_control last{};
+    for (int i = 0; i < 100; i++) {  // 10 s: the limit is learned
+      ServiceSample s = server.run(100, threshold);
+      now += 100 * kMs;
+      last = first->tick(now, s, 0, quiet);
+      threshold = last.max_inflight[1];
+    }
+    ASSERT_NEAR(static_cast<double>(last.learned), 8, 1.2);
+    EXPECT_EQ(last.learned_flags & SL_LEARNED_SATURATED, SL_LEARNED_SATURATED);
+    EXPECT_NEAR(static_cast<double>(last.learned_rt_floor_us), 20'000, 1'500);
+    first.reset();
+    server.run(50, 0);  // the gap: control lifted
+    now += 50 * kMs;
+    Inherited inherited = Inherited::from(last);
+    if (!inherit_floor) inherited.rt_floor_us = 0;
+    ServiceController next("web", bbr_always(), now, inherited);
+    uint64_t highest = 0;
+    for (int i = 0; i < 50; i++) {  // 5 s after the restart
+      ServiceSample s = server.run(100, threshold);
+      now += 100 * kMs;
+      threshold = next.tick(now, s, 0, quiet).max_inflight[1];
+      highest = std::max(highest, next.view().estimate);
+    }
+    if (inherit_floor) {
+      EXPECT_LE(highest, 10u) << "the successor's limit rose to " << highest;
+    } else {
+      EXPECT_GE(highest, 12u) << "without the floor the gap's queue inflates the limit (the reason it is inherited)";
+    }
   }
 }

@@ -56,18 +56,22 @@ void Controller::reload_policy(uint64_t now_ns) {
     g.id = id;
     // A controller that ran before us (restart, upgrade) left its learned
     // limit; start from it while the heartbeat says it is recent.
-    uint64_t inherited = 0;
+    Inherited inherited;
     uint32_t zero = 0;
     auto hb = kernel::map_lookup<uint32_t, sl_control_header>(dp_.map_fd(dp_.skel()->maps.ctl_header), zero);
     if (hb && hb->last_tick_ns && now_ns - hb->last_tick_ns < options_.inherit_within_ns)
       if (auto prev = kernel::map_lookup<uint32_t, sl_control>(dp_.map_fd(dp_.skel()->maps.ctl_services), id))
-        inherited = prev->learned;
+        inherited = Inherited::from(*prev);
     g.controller = std::make_unique<ServiceController>(s.name, s.tuning, now_ns, inherited);
     if (!s.tuning.cgroup.empty()) g.cpu = cgroup_cpu(s.tuning.cgroup);
     g.last = kernel::read_observation(dp_, id);
     g.last_shed = kernel::read_service_counters(dp_, id);
     log_(s.name + ": governed (" + policy::to_string(s.tuning.adaptive) + " limit" +
-         (inherited ? " starting from " + std::to_string(inherited) : "") + ", " +
+         (inherited.limit ? " starting from " + std::to_string(inherited.limit) +
+                                (inherited.rt_floor_us ? " at " + std::to_string(inherited.rt_floor_us) + " us"
+                                                       : std::string())
+                          : std::string()) +
+         ", " +
          policy::to_string(s.tuning.breaker) + " breaker, cpu from " +
          (g.cpu ? g.cpu->describe() : shared_cpu_->describe()) + ")");
     next.emplace(s.name, std::move(g));

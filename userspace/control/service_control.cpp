@@ -39,13 +39,20 @@ std::optional<double> SlidingMin::min(uint64_t now_ns) {
   return values_.front().second;
 }
 
-ServiceController::ServiceController(std::string name, const policy::Tuning& t, uint64_t now_ns, uint64_t inherited)
+ServiceController::ServiceController(std::string name, const policy::Tuning& t, uint64_t now_ns, Inherited inherited)
     : name_(std::move(name)), tuning_(t) {
   uint64_t window_ns = uint64_t{t.window_ms} * kMsNs;
-  inherited_ = inherited;
+  inherited_ = inherited.limit;
   inherited_until_ns_ = now_ns + window_ns;
   rt_floor_ = SlidingMin(kRtFloorWindows * window_ns);
+  saturated_once_ = inherited.saturated;
+  // The first drain probe measures the floor; an inherited one is fresh, so
+  // the next probe is a window away, as it was for the predecessor.
   next_probe_ns_ = now_ns + kFirstProbeNs;
+  if (inherited.rt_floor_us) {
+    rt_floor_.add(now_ns, static_cast<double>(inherited.rt_floor_us));
+    next_probe_ns_ = now_ns + window_ns;
+  }
   switch (t.adaptive) {
     case policy::Adaptive::Bbr: {
       algo::BbrConfig c;
@@ -299,6 +306,8 @@ sl_control ServiceController::tick(uint64_t now_ns, const ServiceSample& s, int6
   breaker_tick(now_ns, ts, s, out, log);
   view_.kernel_limit = out.max_inflight[0];
   out.learned = static_cast<uint32_t>(std::min<uint64_t>(view_.estimate, UINT32_MAX));
+  out.learned_rt_floor_us = static_cast<uint32_t>(std::min<uint64_t>(view_.min_rt_us, UINT32_MAX));
+  out.learned_flags = saturated_once_ ? SL_LEARNED_SATURATED : 0;
   view_.inflight = s.inflight;
   view_.cpu_permille = cpu_permille;
 

@@ -85,12 +85,25 @@ inline constexpr double kSlowStartExit = 1.10;
 // exactly the estimate would cap the completions the estimate learns from.
 inline constexpr double kLevelHeadroom[SL_LEVELS] = {0.3, 0.2, 0.1};
 
+// What a previous controller learned about a service (sl_control's
+// learned fields), for its successor to start from.
+struct Inherited {
+  uint64_t limit = 0;        // 0: nothing
+  uint64_t rt_floor_us = 0;  // 0: unknown
+  bool saturated = false;    // the service had shown a queue
+  static Inherited from(const sl_control& c) {
+    return {c.learned, c.learned_rt_floor_us, (c.learned_flags & SL_LEARNED_SATURATED) != 0};
+  }
+};
+
 class ServiceController {
  public:
-  // `inherited` is the learned limit a previous controller published: kept
+  // `inherited` is what a previous controller published. Its limit is kept
   // as a floor for one window, until this one has learned its own, so a
-  // restart sheds nothing its predecessor would have admitted.
-  ServiceController(std::string name, const policy::Tuning& tuning, uint64_t now_ns, uint64_t inherited = 0);
+  // restart sheds nothing its predecessor would have admitted; its response
+  // time floor is what the first ticks measure against, since by the time
+  // this one starts, the gap between the two has built a small queue.
+  ServiceController(std::string name, const policy::Tuning& tuning, uint64_t now_ns, Inherited inherited = {});
 
   // One tick: learn from `sample`, decide. `cpu_permille` is the smoothed
   // CPU of the service (or the host), -1 when unknown.
