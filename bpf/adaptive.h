@@ -27,19 +27,32 @@ static __always_inline struct sl_control *fresh_control(const struct policy_view
 	return bpf_map_lookup_elem(&ctl_services, &service_id);
 }
 
+/*
+ * Adaptive admission comes in two steps around the static buckets: first
+ * the checks that take nothing (open breaker, reject probability, in-flight
+ * limit), then, for work every other check admitted, a half-open breaker's
+ * probe. A probe is used up only by work that reaches the service, so
+ * refused work (spoofed SYNs over a tenant's bucket, say) cannot spend the
+ * few probes that decide whether the breaker closes.
+ */
+struct adaptive_gate {
+	struct sl_control *ctl;       /* 0: no live controller, nothing to apply */
+	struct sl_obs_shared *shared;
+};
+
 /* May one more unit of work (a new connection or request) of `level` start? */
-static __always_inline enum sl_reason admit_adaptive(const struct policy_view *pv, __u32 service_id,
-						     __u32 level, __u64 now, struct sl_global_counters *g)
+static __always_inline enum sl_reason adaptive_check(const struct policy_view *pv, __u32 service_id, __u32 level,
+						     __u64 now, struct sl_global_counters *g,
+						     struct adaptive_gate *gate)
 {
-	struct sl_control *ctl = fresh_control(pv, service_id, now, g);
-	struct sl_obs_shared *shared = bpf_map_lookup_elem(&obs_shared, &service_id);
+	gate->ctl = fresh_control(pv, service_id, now, g);
+	gate->shared = bpf_map_lookup_elem(&obs_shared, &service_id);
+	struct sl_control *ctl = gate->ctl;
+	struct sl_obs_shared *shared = gate->shared;
 
 	if (!ctl || !shared)
 		return SL_R_ADMITTED;
 	if (ctl->breaker_state == SL_BREAKER_OPEN)
-		return SL_R_BREAKER;
-	if (ctl->breaker_state == SL_BREAKER_HALF_OPEN &&
-	    __sync_fetch_and_add(&shared->probes_admitted, 1) >= ctl->probe_limit)
 		return SL_R_BREAKER;
 	if (ctl->reject_p && bpf_get_prandom_u32() < ctl->reject_p)
 		return SL_R_THROTTLE;
@@ -48,6 +61,18 @@ static __always_inline enum sl_reason admit_adaptive(const struct policy_view *p
 	__u32 limit = ctl->max_inflight[level];
 	if (limit && shared->inflight - ctl->inflight_bias >= (__s64)limit)
 		return SL_R_INFLIGHT;
+	return SL_R_ADMITTED;
+}
+
+/* The last step: while the breaker is half-open, admitted work is a probe. */
+static __always_inline enum sl_reason adaptive_claim_probe(const struct adaptive_gate *gate)
+{
+	struct sl_control *ctl = gate->ctl;
+	struct sl_obs_shared *shared = gate->shared;
+
+	if (ctl && shared && ctl->breaker_state == SL_BREAKER_HALF_OPEN &&
+	    __sync_fetch_and_add(&shared->probes_admitted, 1) >= ctl->probe_limit)
+		return SL_R_BREAKER;
 	return SL_R_ADMITTED;
 }
 

@@ -116,7 +116,10 @@ static __always_inline int track_client_segment(const struct judged *j)
 		return XDP_PASS;
 	}
 	__u32 level = tenant_level(j->pv, j->tenant_id);
-	enum sl_reason reason = admit_adaptive(j->pv, j->service_id, level, now, j->g);
+	struct adaptive_gate gate = {};
+	enum sl_reason reason = adaptive_check(j->pv, j->service_id, level, now, j->g, &gate);
+	if (reason == SL_R_ADMITTED)
+		reason = adaptive_claim_probe(&gate);
 	j->t->reason = reason;
 	if (reason != SL_R_ADMITTED && reason < SL_R__COUNT && refused(j->service_id, j->svc, reason)) {
 		j->counters->verdict[reason]++;
@@ -133,16 +136,19 @@ static __always_inline int admit_unit(const struct judged *j)
 {
 	int tracked = j->svc->flags & SL_SVC_TRACK;
 	enum sl_reason reason = SL_R_ADMITTED;
+	struct adaptive_gate gate = {};
 	__u64 now = 0;
 	__u32 level = 0;
 
 	if (tracked) {
 		now = precise_clock();
 		level = tenant_level(j->pv, j->tenant_id);
-		reason = admit_adaptive(j->pv, j->service_id, level, now, j->g);
+		reason = adaptive_check(j->pv, j->service_id, level, now, j->g, &gate);
 	}
 	if (reason == SL_R_ADMITTED)
 		reason = admit_static(j->pv, j->svc, j->service_id, j->pair, j->pkt);
+	if (reason == SL_R_ADMITTED)
+		reason = adaptive_claim_probe(&gate);
 	j->t->reason = reason;
 	if (reason >= SL_R__COUNT)
 		return XDP_PASS;
