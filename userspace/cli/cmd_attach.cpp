@@ -8,6 +8,8 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <set>
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
@@ -70,6 +72,13 @@ std::string human_bytes(uint64_t b) {
   char buf[32];
   snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
   return buf;
+}
+
+std::set<std::string> directory_entries(const std::string& dir) {
+  std::set<std::string> names;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) names.insert(e.path().filename());
+  return names;
 }
 
 // Whether a recorded attachment is still what the kernel has.
@@ -161,6 +170,7 @@ void status(const GlobalOptions& g, bool json) {
     std::string name;
     uint32_t max_entries;
     uint64_t bytes;
+    std::optional<size_t> entries;  // hash maps: how full (an LRU at its size evicts)
   };
   std::vector<MapUse> maps;
   uint64_t total_bytes = 0;
@@ -169,7 +179,11 @@ void status(const GlobalOptions& g, bool json) {
     int fd = bpf_map__fd(map);
     if (fd < 0 || !bpf_map__pin_path(map)) continue;
     uint64_t bytes = map_memlock(fd);
-    maps.push_back({bpf_map__name(map), bpf_map__max_entries(map), bytes});
+    std::optional<size_t> entries;
+    bpf_map_type type = bpf_map__type(map);
+    if ((json || g.verbose) && (type == BPF_MAP_TYPE_HASH || type == BPF_MAP_TYPE_LRU_HASH))
+      entries = kernel::count_entries(fd, bpf_map__key_size(map), bpf_map__max_entries(map));
+    maps.push_back({bpf_map__name(map), bpf_map__max_entries(map), bytes, entries});
     total_bytes += bytes;
   }
 
@@ -203,7 +217,11 @@ void status(const GlobalOptions& g, bool json) {
     j["counters"] = {{"packets", snap.global.c[SL_G_PACKETS]}, {"admitted", admitted}, {"shed", shed},
                      {"denied", snap.global.c[SL_G_DENIED]}};
     Json mj = Json::array();
-    for (const auto& m : maps) mj.push_back({{"name", m.name}, {"max_entries", m.max_entries}, {"bytes", m.bytes}});
+    for (const auto& m : maps) {
+      Json e = {{"name", m.name}, {"max_entries", m.max_entries}, {"bytes", m.bytes}};
+      if (m.entries) e["entries"] = *m.entries;
+      mj.push_back(e);
+    }
     j["maps"] = mj;
     j["map_bytes"] = total_bytes;
     print_json(std::cout, j);
@@ -214,6 +232,9 @@ void status(const GlobalOptions& g, bool json) {
             << running.policy.tenants.size() << " tenants, " << running.policy.limits.size() << " limits, "
             << running.policy.deny.size() << " deny rules\n";
   std::cout << "saved:      " << g.policy_file << " (" << file_state << ")\n";
+  if (file_state.rfind("differs", 0) == 0)
+    std::cout << "            (edited, or a change was interrupted; to run what is saved: sluice apply -f " << g.policy_file
+              << ")\n";
   if (controller_alive)
     std::cout << "controller: pid " << hb->controller_pid << ", heartbeat " << per_second(age_s) << " s ago\n";
   else
@@ -239,8 +260,10 @@ void status(const GlobalOptions& g, bool json) {
   }
   if (g.verbose) {
     std::cout << "\n";
-    Table t({"MAP", ">MAX ENTRIES", ">MEMORY"});
-    for (const auto& m : maps) t.add({m.name, std::to_string(m.max_entries), human_bytes(m.bytes)});
+    Table t({"MAP", ">MAX ENTRIES", ">IN USE", ">MEMORY"});
+    for (const auto& m : maps)
+      t.add({m.name, std::to_string(m.max_entries), m.entries ? std::to_string(*m.entries) : "-",
+             human_bytes(m.bytes)});
     t.print(std::cout);
   }
 }
@@ -292,13 +315,28 @@ void add_attach_commands(CLI::App& app, GlobalOptions& g) {
     const std::string& dev = a->dev;
     kernel::XdpModeRequest request = parse_mode(a->mode);
     require_kernel(g);
-    kernel::ensure_pin_dir(g.pin_dir);
-    restore_saved_policy(g);
-    kernel::NetnsScope ns(g.netns);
-    kernel::DataPathOptions options;
-    options.pin_dir = g.pin_dir;
-    kernel::DataPath dp(options);
-    kernel::AttachOutcome out = kernel::attach(dp, g.netns, dev, request);
+    // A first attach that fails leaves no maps behind: the host is as before.
+    const bool first = !std::filesystem::exists(g.pin_dir + "/sl_root");
+    const std::set<std::string> there_before = directory_entries(g.pin_dir);
+    const bool dir_existed = std::filesystem::exists(g.pin_dir);
+    kernel::AttachOutcome out;
+    try {
+      kernel::ensure_pin_dir(g.pin_dir);
+      restore_saved_policy(g);
+      kernel::NetnsScope ns(g.netns);
+      kernel::DataPathOptions options;
+      options.pin_dir = g.pin_dir;
+      kernel::DataPath dp(options);
+      out = kernel::attach(dp, g.netns, dev, request);
+    } catch (...) {
+      if (first) {
+        std::error_code ec;
+        for (const auto& name : directory_entries(g.pin_dir))
+          if (!there_before.count(name)) std::filesystem::remove(g.pin_dir + "/" + name, ec);
+        if (!dir_existed) std::filesystem::remove(g.pin_dir, ec);
+      }
+      throw;
+    }
     if (!out.note.empty()) std::cerr << "sluice: note: " << out.note << "\n";
     std::cout << (out.upgraded ? "upgraded sluice on " : "attached to ") << where(g.netns, dev) << " ("
               << kernel::mode_name(out.attachment.info.xdp_mode) << " XDP, "

@@ -146,6 +146,16 @@ AttachOutcome attach(DataPath& dp, const std::string& netns, const std::string& 
     if (attached.sluice()) {
       upgrade(dp, attached, ifindex, ifname);
       out.upgraded = true;
+    } else if (attached.legacy() && attached.any()) {
+      // Another program holds the hook alone, outside libxdp's dispatcher:
+      // taking its place would silently switch off whatever it does.
+      xdp_program* other = xdp_multiprog__main_prog(attached.get());
+      throw SystemError(ifname + " already runs the XDP program '" + xdp_program__name(other) + "' (id " +
+                            std::to_string(xdp_program__id(other)) +
+                            ") outside libxdp's dispatcher, and sluice will not replace it; unload it first "
+                            "('xdp-loader unload " + ifname + " --all' or 'ip link set " + ifname +
+                            " xdp off'), or load it with xdp-loader where the kernel allows the dispatcher",
+                        EBUSY);
     } else {
       xdp_program* prog = xdp_program__from_bpf_obj(dp.object(), "xdp");
       if (long err = libxdp_get_error(prog))

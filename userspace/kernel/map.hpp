@@ -59,6 +59,9 @@ void map_update(int fd, const K& key, const V& value, const char* what, uint64_t
   if (bpf_map_update_elem(fd, &key, &value, flags) != 0) throw SystemError(std::string("cannot update ") + what, errno);
 }
 
+// Entries in a hash map (one walk over its keys: for status, not hot paths).
+size_t count_entries(int fd, uint32_t key_size, uint32_t max_entries);
+
 template <typename K>
 std::vector<K> map_keys(int fd) {
   std::vector<K> keys;
