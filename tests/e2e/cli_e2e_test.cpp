@@ -43,17 +43,6 @@ std::string join(const std::vector<std::string>& argv)
     return s;
 }
 
-bool contains(const std::string& haystack, const std::string& needle)
-{
-    return haystack.find(needle) != std::string::npos;
-}
-
-// "a\n" is one line; "", "a" (no newline) or "a\nb\n" are not.
-bool one_line(const std::string& s)
-{
-    return !s.empty() && s.back() == '\n' && std::count(s.begin(), s.end(), '\n') == 1;
-}
-
 // 1-based number of the first line of text that contains needle; 0 if none.
 int line_of(const std::string& text, const std::string& needle)
 {

@@ -27,17 +27,13 @@
 #include <thread>
 
 #include "../lib/netns.hpp"
+#include "../lib/sluice_cli.hpp"
 
 namespace sluice::test {
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-bool contains(const std::string& haystack, const std::string& needle)
-{
-    return haystack.find(needle) != std::string::npos;
-}
 
 bool listed(const std::vector<std::string>& names, const std::string& name)
 {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -86,6 +87,16 @@ std::string ScratchDir::write(const std::string& name, const std::string& text) 
     out.close();
     if (!out) throw std::runtime_error("cannot write " + p);
     return p;
+}
+
+bool contains(const std::string& haystack, const std::string& needle)
+{
+    return haystack.find(needle) != std::string::npos;
+}
+
+bool one_line(const std::string& s)
+{
+    return !s.empty() && s.back() == '\n' && std::count(s.begin(), s.end(), '\n') == 1;
 }
 
 std::string read_file(const std::string& path)

@@ -46,6 +46,12 @@ private:
 
 std::string read_file(const std::string& path);
 
+// For checking what the CLI printed.
+bool contains(const std::string& haystack, const std::string& needle);
+// "a\n" is one line; "", "a" (no newline) or "a\nb\n" are not: every refusal
+// is one line.
+bool one_line(const std::string& s);
+
 // The sluice binary with SLUICE_PIN_DIR and SLUICE_POLICY_FILE of its own.
 // The destructor runs `sluice reset` (detaching wherever this installation
 // is attached) and removes the pin directory and the policy file's directory.
