@@ -10,12 +10,8 @@
 //
 // The server: capsrv with C = 8 workers of 20 ms (sleep) serves 400 req/s and
 // collapses when offered more (an unbounded FIFO; see docs/tools.md).
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -23,20 +19,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
-#include <map>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
-#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "../lib/e2e_services.hpp"
 #include "../lib/netns.hpp"
 #include "../lib/process.hpp"
 #include "../lib/sluice_cli.hpp"
@@ -53,8 +44,6 @@ constexpr int kServiceMs = 20;
 constexpr double kCapacity = kWorkers * 1000.0 / kServiceMs;  // 400 req/s
 constexpr int kPort = 8080;
 const std::string kWeb = "service=\"web\"";
-
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // CLOCK_MONOTONIC, the clock of the kernel's heartbeat and of `sluice stats`' taken_ns.
 uint64_t mono_ns()
@@ -74,194 +63,14 @@ double wall_s()
 
 void numbers(const std::string& line) { std::printf("[ numbers  ] %s\n", line.c_str()); std::fflush(stdout); }
 
-std::string fmt(const char* f, double v)
-{
-    char buf[64];
-    std::snprintf(buf, sizeof buf, f, v);
-    return buf;
-}
-
-// Polls `cond` every `every` until it holds or `bound` passes.
-bool await(const std::function<bool()>& cond, Millis bound, Millis every = 50ms)
-{
-    auto deadline = Clock::now() + bound;
-    for (;;) {
-        if (cond()) return true;
-        if (Clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(every);
-    }
-}
-
-// GET over a fresh IPv4 connection in the caller's namespace; the body of a
-// 200 answer. Throws on anything else.
-std::string http_get(const std::string& ip, int port, const std::string& path)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw std::runtime_error("socket: " + std::string(std::strerror(errno)));
-    timeval tv{2, 0};  // connect() also honours the send timeout
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(static_cast<uint16_t>(port));
-    inet_pton(AF_INET, ip.c_str(), &sin.sin_addr);
-    std::string reply;
-    bool ok = connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0;
-    if (ok) {
-        std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + ip + "\r\nConnection: close\r\n\r\n";
-        ok = send(fd, req.data(), req.size(), MSG_NOSIGNAL) == ssize_t(req.size());
-    }
-    char buf[16384];
-    for (ssize_t n; ok && (n = recv(fd, buf, sizeof buf, 0)) != 0;) {
-        if (n < 0) {
-            ok = false;
-            break;
-        }
-        reply.append(buf, size_t(n));
-    }
-    int err = errno;
-    close(fd);
-    if (!ok) throw std::runtime_error("GET http://" + ip + ":" + std::to_string(port) + path + ": " + std::strerror(err));
-    auto head_end = reply.find("\r\n\r\n");
-    if (reply.rfind("HTTP/1.", 0) != 0 || reply.substr(9, 3) != "200" || head_end == std::string::npos)
-        throw std::runtime_error("GET " + path + " answered: " + reply.substr(0, 200));
-    return reply.substr(head_end + 4);
-}
-
-// ---- the controller -----------------------------------------------------------
-
-// The value of one sample of a Prometheus page, by its exact name and labels.
-std::optional<double> sample(const std::string& page, const std::string& series)
-{
-    std::string key = "\n" + series + " ";
-    auto at = ("\n" + page).find(key);
-    if (at == std::string::npos) return std::nullopt;
-    return std::stod(page.substr(at + key.size() - 1));
-}
-
-// `sluice run` in the host namespace on this installation's maps, metrics on
-// a free loopback port. Stopped (SIGTERM, then SIGKILL) when it goes.
-class Controller {
-public:
-    explicit Controller(const SluiceCli& cli)
-        : process_(std::make_unique<Process>(
-              "", std::vector<std::string>{"/usr/bin/env", "-u", "SLUICE_DEBUG", "SLUICE_PIN_DIR=" + cli.pin_dir(),
-                                           "SLUICE_POLICY_FILE=" + cli.policy_file(), sluice_binary(), "run",
-                                           "--metrics", "127.0.0.1:0", "--tick", "100"}))
-    {
-        const std::string marker = "metrics on http://127.0.0.1:";
-        if (!process_->wait_for_output("/metrics", 10s))
-            throw std::runtime_error("sluice run did not start: " + process_->stderr_text());
-        std::string log = process_->stderr_text();
-        port_ = std::stoi(log.substr(log.find(marker) + marker.size()));
-        // The first tick has read the policy and reports on "web".
-        if (!await([&] { return sample(page(), "sluice_inflight{" + kWeb + "}").has_value(); }, 5s, 20ms))
-            throw std::runtime_error("sluice run does not govern web: " + log + page());
-    }
-
-    std::string page() const { return http_get("127.0.0.1", port_, "/metrics"); }
-    double metric(const std::string& series) const
-    {
-        std::string p = page();
-        auto v = sample(p, series);
-        if (!v) throw std::runtime_error("no " + series + " in the metrics:\n" + p);
-        return *v;
-    }
-    std::string log() const { return process_->stderr_text(); }
-    Process& process() { return *process_; }
-
-    // The wall-clock stamp (s) of the n-th (0-based) log line containing
-    // needle; nullopt if there is none (yet).
-    std::optional<double> logged_at(const std::string& needle, int n = 0) const
-    {
-        std::istringstream in(log());
-        for (std::string line; std::getline(in, line);) {
-            if (line.find(needle) == std::string::npos || n-- > 0) continue;
-            tm t{};
-            int ms = 0;
-            if (std::sscanf(line.c_str(), "%d-%d-%d %d:%d:%d.%d", &t.tm_year, &t.tm_mon, &t.tm_mday, &t.tm_hour,
-                            &t.tm_min, &t.tm_sec, &ms) != 7)
-                throw std::runtime_error("log line without a stamp: " + line);
-            t.tm_year -= 1900;
-            t.tm_mon -= 1;
-            t.tm_isdst = -1;
-            return double(mktime(&t)) + ms / 1000.0;
-        }
-        return std::nullopt;
-    }
-
-private:
-    std::unique_ptr<Process> process_;
-    int port_ = 0;
-};
-
-// ---- servers and clients ----------------------------------------------------
-
-Process& start_capsrv(Testbed& tb, int port, std::vector<std::string> extra = {})
-{
-    std::vector<std::string> argv = {tool_binary("capsrv"), "--listen", tb.server_ip4() + ":" + std::to_string(port),
-                                     "--workers", std::to_string(kWorkers), "--service-time",
-                                     std::to_string(kServiceMs), "--work", "sleep"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    Process& p = tb.spawn(tb.server_ns(), argv);
-    if (!p.wait_for_output("listening on", 10s)) throw std::runtime_error("capsrv did not start: " + p.stderr_text());
-    return p;
-}
-
-// capsrv's own counters, asked from inside the server namespace (over lo, so
-// the question is not itself admitted or shed by sluice on the veth).
-json capsrv_stats(Testbed& tb, int port)
-{
-    std::string body;
-    in_netns(tb.server_ns(), [&] { body = http_get(tb.server_ip4(), port, "/stats"); });
-    return json::parse(body);
-}
+// ---- clients ------------------------------------------------------------------
 
 // loadgen http (new connection per request, 1 s timeout) in the background.
-class Load {
-public:
-    Load(const std::string& ns, const std::string& target, int rate, int seconds, std::vector<std::string> extra = {})
-        : seconds_(seconds)
-    {
-        // Raised priority: on a busy machine the generator must still send on
-        // schedule (loadgen counts latency from the schedule).
-        std::vector<std::string> argv = {"/usr/bin/nice", "-n", "-10", tool_binary("loadgen"), "http", "--target",
-                                         target, "--rate", std::to_string(rate), "--duration",
-                                         std::to_string(seconds), "--timeout", "1000", "--json", "-q"};
-        argv.insert(argv.end(), extra.begin(), extra.end());
-        started_ = Clock::now();
-        process_ = std::make_unique<Process>(ns, std::move(argv));
-    }
-
-    Clock::time_point started() const { return started_; }
-    bool running() { return process_->running(); }
-    // Ends the schedule early; the attempts in flight finish and count.
-    void interrupt() { process_->signal(SIGINT); }
-
-    const json& result()
-    {
-        if (!result_.is_null()) return result_;
-        auto status = process_->wait_exit(std::chrono::seconds(seconds_ + 15));
-        std::string out = process_->stdout_text(), err = process_->stderr_text();
-        process_->stop();
-        if (!status || *status != 0)
-            throw std::runtime_error("loadgen " + (status ? "exited " + std::to_string(*status) : "hung") + ": " + err);
-        result_ = json::parse(out);
-        return result_;
-    }
-
-private:
-    int seconds_;
-    Clock::time_point started_;
-    std::unique_ptr<Process> process_;
-    json result_;
-};
-
-uint64_t outcome(const json& l, const char* name) { return l.at("outcomes").at(name).get<uint64_t>(); }
-
-std::vector<double> series(const json& l, const char* name)
+Load http_load(const std::string& ns, const std::string& target, int rate, int seconds,
+               std::vector<std::string> extra = {})
 {
-    return l.at("series").at(name).get<std::vector<double>>();
+    extra.insert(extra.begin(), {"--timeout", "1000"});
+    return Load(ns, "http", target, rate, seconds, std::move(extra));
 }
 
 // Mean of v[from, to).
@@ -272,73 +81,6 @@ double mean(const std::vector<double>& v, size_t from, size_t to)
     double s = 0;
     for (size_t i = from; i < to; i++) s += v[i];
     return s / double(to - from);
-}
-
-std::string list(const std::vector<double>& v)
-{
-    std::string s;
-    for (double x : v) s += (s.empty() ? "" : " ") + fmt("%.0f", x);
-    return "[" + s + "]";
-}
-
-std::string describe(const json& l)
-{
-    return "offered " + fmt("%.0f", l.at("rate").get<double>()) + "/s: outcomes " + l.at("outcomes").dump() +
-           ", goodput " + fmt("%.1f", l.at("goodput").get<double>()) + "/s, p99 " +
-           fmt("%.1f", l.at("latency_us").at("p99").get<double>() / 1000) + " ms, success/s " +
-           list(series(l, "success")) + ", p99/s (ms) " + list([&] {
-               auto p = series(l, "p99_us");
-               for (auto& x : p) x /= 1000;
-               return p;
-           }()) +
-           ", send lag p99 " + fmt("%.0f", l.at("send_lag_us").at("p99").get<double>()) + " us";
-}
-
-// ---- sluice stats ---------------------------------------------------------------
-
-// What the kernel counted for one service (optionally one tenant), summed
-// over its (service, tenant) pairs.
-struct Counts {
-    uint64_t taken_ns = 0;
-    uint64_t admitted = 0;
-    std::map<std::string, uint64_t> shed;
-    uint64_t rst_sent = 0;
-    uint64_t control_stale = 0;
-
-    uint64_t shed_total() const
-    {
-        uint64_t n = 0;
-        for (const auto& [_, v] : shed) n += v;
-        return n;
-    }
-    uint64_t of(const std::string& reason) const
-    {
-        auto it = shed.find(reason);
-        return it == shed.end() ? 0 : it->second;
-    }
-};
-
-Counts counts(const SluiceCli& cli, const std::string& tenant = "")
-{
-    json s = cli.json({"stats", "--json"});
-    Counts c;
-    c.taken_ns = s.at("taken_ns").get<uint64_t>();
-    c.rst_sent = s.at("global").value("rst_sent", uint64_t{0});
-    c.control_stale = s.at("global").value("control_stale", uint64_t{0});
-    for (const auto& p : s.at("pairs")) {
-        if (p.at("service") != "web" || (!tenant.empty() && p.at("tenant") != tenant)) continue;
-        c.admitted += p.at("admitted").get<uint64_t>();
-        for (const auto& [reason, n] : p.at("shed").items()) c.shed[reason] += n.get<uint64_t>();
-    }
-    return c;
-}
-
-std::string describe(const Counts& c)
-{
-    std::string s = "admitted " + std::to_string(c.admitted) + ", shed";
-    for (const auto& [r, n] : c.shed)
-        if (n) s += " " + r + " " + std::to_string(n);
-    return s;
 }
 
 // A fresh testbed, sluice attached to the server veth.
@@ -371,34 +113,34 @@ TEST(AdaptiveE2eCapacity, LearnsTheLimitAndKeepsGoodputUnderFiveTimesOverload)
     // same overload sinks a fresh server.
     json bare;
     {
-        Process& srv = start_capsrv(tb, kPort + 1);
-        bare = Load(tb.client_ns(), tb.server_ip4() + ":" + std::to_string(kPort + 1), overload, 6).result();
+        Process& srv = start_capsrv(tb, kPort + 1, kWorkers, kServiceMs);
+        bare = http_load(tb.client_ns(), tb.server_ip4() + ":" + std::to_string(kPort + 1), overload, 6).result();
         srv.stop();
     }
     numbers("without sluice, 5x: " + describe(bare));
 
     bed.service({"--adaptive", "bbr", "--cpu-threshold", "0", "--http", "--reject", "rst"});
-    start_capsrv(tb, kPort);
+    start_capsrv(tb, kPort, kWorkers, kServiceMs);
 
     // The server's unloaded p99, at half its capacity, before the controller
     // runs (sluice attached, nothing to shed).
-    json calm = Load(tb.client_ns(), bed.target, int(kCapacity / 2), 4).result();
+    json calm = http_load(tb.client_ns(), bed.target, int(kCapacity / 2), 4).result();
     numbers("sluice attached, no controller, 0.5x: " + describe(calm));
     ASSERT_EQ(outcome(calm, "2xx"), calm.at("scheduled").get<uint64_t>()) << describe(calm);
     const double calm_p99_ms = calm.at("latency_us").at("p99").get<double>() / 1000;
 
     // The controller starts from nothing learned.
-    Controller ctl(bed.cli);
+    Controller ctl(bed.cli, "web");
 
     // 5x overload; the learned limit sampled every 100 ms.
-    Load over(tb.client_ns(), bed.target, overload, seconds);
+    Load over = http_load(tb.client_ns(), bed.target, overload, seconds);
     std::vector<std::pair<double, double>> estimate;  // (s since the load began, limit)
     while (over.running() && since(over.started()) < seconds) {
         estimate.emplace_back(since(over.started()), ctl.metric("sluice_limit_estimate{" + kWeb + "}"));
         std::this_thread::sleep_for(100ms);
     }
     const json& o = over.result();
-    Counts kernel = counts(bed.cli);
+    Counts kernel = counts(bed.cli, "web");
     numbers("with sluice, 5x: " + describe(o));
     numbers("kernel: " + describe(kernel));
     std::string trace;
@@ -454,10 +196,10 @@ TEST(AdaptiveE2eCapacity, ALateTickDoesNotInflateTheLearnedLimit)
     Bed bed;
     Testbed& tb = bed.tb;
     bed.service({"--adaptive", "bbr", "--cpu-threshold", "0", "--http", "--reject", "rst"});
-    start_capsrv(tb, kPort);
-    Controller ctl(bed.cli);
+    start_capsrv(tb, kPort, kWorkers, kServiceMs);
+    Controller ctl(bed.cli, "web");
     const std::string estimate = "sluice_limit_estimate{" + kWeb + "}";
-    Load over(tb.client_ns(), bed.target, int(5 * kCapacity), 8);
+    Load over = http_load(tb.client_ns(), bed.target, int(5 * kCapacity), 8);
     // Settled: a full second within the tolerance (the start-up overshoot over).
     int settled = 0;
     ASSERT_TRUE(await(
@@ -496,10 +238,10 @@ TEST(AdaptiveE2eCapacity, ShedsNothingAtHalfCapacityAfterTheColdStart)
     Bed bed;
     Testbed& tb = bed.tb;
     bed.service({"--adaptive", "bbr", "--cpu-threshold", "0", "--http", "--reject", "rst"});
-    start_capsrv(tb, kPort);
-    Controller ctl(bed.cli);
-    json l = Load(tb.client_ns(), bed.target, int(kCapacity / 2), 8).result();
-    Counts k = counts(bed.cli);
+    start_capsrv(tb, kPort, kWorkers, kServiceMs);
+    Controller ctl(bed.cli, "web");
+    json l = http_load(tb.client_ns(), bed.target, int(kCapacity / 2), 8).result();
+    Counts k = counts(bed.cli, "web");
     numbers("0.5x with the controller: " + describe(l) + "; kernel " + describe(k));
     const json& failed = l.at("series").at("failed");
     uint64_t after_first_second = 0;
@@ -533,12 +275,12 @@ TEST(AdaptiveE2eBreaker, RatioBreakerOpensOnServerErrorsProbesAndClosesAfterReco
     Testbed& tb = bed.tb;
     const std::string fail = bed.cli.scratch().file("fail");
     bed.service({"--breaker", "ratio", "--http", "--reject", "rst"});
-    start_capsrv(tb, kPort, {"--fail-file", fail});
-    Controller ctl(bed.cli);
+    start_capsrv(tb, kPort, kWorkers, kServiceMs, {"--fail-file", fail});
+    Controller ctl(bed.cli, "web");
     const std::string state = "sluice_breaker_state{" + kWeb + "}";
     auto answered = [&] { return ctl.metric("sluice_request_outcomes_total{" + kWeb + ",outcome=\"answered\"}"); };
 
-    Load load(tb.client_ns(), bed.target, int(kCapacity / 2), 30);
+    Load load = http_load(tb.client_ns(), bed.target, int(kCapacity / 2), 30);
     ASSERT_TRUE(await([&] { return answered() >= 300; }, 5s)) << ctl.page();
     ASSERT_EQ(ctl.metric(state), 0) << ctl.log();
 
@@ -553,10 +295,10 @@ TEST(AdaptiveE2eBreaker, RatioBreakerOpensOnServerErrorsProbesAndClosesAfterReco
 
     // While open, the kernel sheds new work and none of it reaches the server.
     std::this_thread::sleep_for(300ms);  // requests admitted before the opening finish
-    Counts c1 = counts(bed.cli);
+    Counts c1 = counts(bed.cli, "web");
     uint64_t served1 = capsrv_stats(tb, kPort).at("served").get<uint64_t>();
     std::this_thread::sleep_for(1s);
-    Counts c2 = counts(bed.cli);
+    Counts c2 = counts(bed.cli, "web");
     uint64_t served2 = capsrv_stats(tb, kPort).at("served").get<uint64_t>();
     numbers("open for 1 s: shed for breaker +" + std::to_string(c2.of("breaker") - c1.of("breaker")) +
             ", admitted +" + std::to_string(c2.admitted - c1.admitted) + ", server served +" +
@@ -608,12 +350,12 @@ TEST(AdaptiveE2eBreaker, SreThrottlingRisesWhileFailingAndReturnsToZero)
     Testbed& tb = bed.tb;
     const std::string fail = bed.cli.scratch().file("fail");
     bed.service({"--breaker", "sre", "--http", "--reject", "rst"});
-    start_capsrv(tb, kPort, {"--fail-file", fail});
-    Controller ctl(bed.cli);
+    start_capsrv(tb, kPort, kWorkers, kServiceMs, {"--fail-file", fail});
+    Controller ctl(bed.cli, "web");
     const std::string p = "sluice_reject_probability{" + kWeb + "}";
     auto answered = [&] { return ctl.metric("sluice_request_outcomes_total{" + kWeb + ",outcome=\"answered\"}"); };
 
-    Load load(tb.client_ns(), bed.target, int(kCapacity / 2), 30);
+    Load load = http_load(tb.client_ns(), bed.target, int(kCapacity / 2), 30);
     ASSERT_TRUE(await([&] { return answered() >= 300; }, 5s)) << ctl.page();
     ASSERT_EQ(ctl.metric(p), 0) << ctl.log();
 
@@ -623,9 +365,9 @@ TEST(AdaptiveE2eBreaker, SreThrottlingRisesWhileFailingAndReturnsToZero)
     double rise_s = since(t0);
     std::this_thread::sleep_for(2s);
     double p_failing = ctl.metric(p);
-    Counts c1 = counts(bed.cli);
+    Counts c1 = counts(bed.cli, "web");
     std::this_thread::sleep_for(1s);
-    Counts c2 = counts(bed.cli);
+    Counts c2 = counts(bed.cli, "web");
     numbers("p > 0.5 " + fmt("%.2f", rise_s) + " s after the server began to fail; p " + fmt("%.3f", p_failing) +
             " after 2 s of failing; in 1 s: throttled +" + std::to_string(c2.of("throttle") - c1.of("throttle")) +
             ", admitted +" + std::to_string(c2.admitted - c1.admitted));
@@ -666,11 +408,11 @@ const std::vector<std::string> kFailOpenService = {"--adaptive", "bbr", "--cpu-t
     const std::string estimate = "sluice_limit_estimate{" + kWeb + "}";
     if (!await([&] { return ctl.metric(estimate) >= 0.85 * kWorkers; }, 5s))
         return ::testing::AssertionFailure() << "no limit learned: " << ctl.metric(estimate) << "\n" << ctl.log();
-    Counts a = counts(cli), b;
+    Counts a = counts(cli, "web"), b;
     bool ok = await(
         [&] {
             std::this_thread::sleep_for(500ms);
-            b = counts(cli);
+            b = counts(cli, "web");
             bool shedding = b.of("inflight") - a.of("inflight") > 300;
             a = b;
             return shedding;
@@ -694,20 +436,20 @@ TEST(AdaptiveE2eFailOpen, CleanStopLiftsControlAtOnce)
     Bed bed;
     Testbed& tb = bed.tb;
     bed.service(kFailOpenService);
-    start_capsrv(tb, kPort);
-    Controller ctl(bed.cli);
-    Load load(tb.client_ns(), bed.target, int(5 * kCapacity), 8);
+    start_capsrv(tb, kPort, kWorkers, kServiceMs);
+    Controller ctl(bed.cli, "web");
+    Load load = http_load(tb.client_ns(), bed.target, int(5 * kCapacity), 8);
     ASSERT_TRUE(adaptive_limit_sheds(bed.cli, ctl));
 
-    Counts before = counts(bed.cli);
+    Counts before = counts(bed.cli, "web");
     auto t0 = Clock::now();
     ctl.process().signal(SIGTERM);
     auto status = ctl.process().wait_exit(3s);
     double exit_s = since(t0);
     ASSERT_EQ(status, 0) << ctl.log();
-    Counts after = counts(bed.cli);
+    Counts after = counts(bed.cli, "web");
     std::this_thread::sleep_for(700ms);
-    Counts later = counts(bed.cli);
+    Counts later = counts(bed.cli, "web");
     numbers("SIGTERM: exited after " + fmt("%.3f", exit_s) + " s; from SIGTERM to the exit: " + rates(before, after) +
             "; after exit: " + rates(after, later));
     EXPECT_LE(exit_s, 0.5) << ctl.log();
@@ -726,17 +468,17 @@ TEST(AdaptiveE2eFailOpen, SigkilledControllerLeavesOnlyStaticPolicyWithinTheStal
     Bed bed;
     Testbed& tb = bed.tb;
     bed.service(kFailOpenService);
-    start_capsrv(tb, kPort);
-    Controller ctl(bed.cli);
-    Counts start = counts(bed.cli);
-    Load load(tb.client_ns(), bed.target, int(5 * kCapacity), 8);
+    start_capsrv(tb, kPort, kWorkers, kServiceMs);
+    Controller ctl(bed.cli, "web");
+    Counts start = counts(bed.cli, "web");
+    Load load = http_load(tb.client_ns(), bed.target, int(5 * kCapacity), 8);
     ASSERT_TRUE(adaptive_limit_sheds(bed.cli, ctl));
 
-    std::vector<Counts> seen = {counts(bed.cli)};
+    std::vector<Counts> seen = {counts(bed.cli, "web")};
     const uint64_t killed_ns = mono_ns();
     ctl.process().signal(SIGKILL);
     ctl.process().stop();  // reaped: its pid is gone, as after a real crash
-    while (seen.back().taken_ns < killed_ns + 3'500'000'000ull) seen.push_back(counts(bed.cli));
+    while (seen.back().taken_ns < killed_ns + 3'500'000'000ull) seen.push_back(counts(bed.cli, "web"));
     auto at = [&](const Counts& c) { return double(int64_t(c.taken_ns - killed_ns)) / 1e9; };
 
     // The last refusal for "inflight" happened between two samples.
@@ -773,7 +515,7 @@ TEST(AdaptiveE2eFailOpen, SigkilledControllerLeavesOnlyStaticPolicyWithinTheStal
     // Nothing black-holed: every refusal was answered with an RST that the
     // client saw, and every admitted connection reached the server.
     const json& l = load.result();
-    Counts end = counts(bed.cli);
+    Counts end = counts(bed.cli, "web");
     json srv = capsrv_stats(tb, kPort);
     numbers("load: " + describe(l));
     numbers("kernel over the run: admitted " + std::to_string(end.admitted - start.admitted) + ", shed " +
@@ -801,12 +543,12 @@ TEST(AdaptiveE2ePriority, LevelTwoIsShedBeforeLevelZero)
     bed.cli.must({"tenant", "add", "gold", "--prefix", gold + "/32", "--level", "0"});
     bed.cli.must({"tenant", "add", "bronze", "--prefix", bronze + "/32", "--level", "2"});
     bed.service({"--adaptive", "bbr", "--cpu-threshold", "0", "--http", "--reject", "rst"});
-    start_capsrv(tb, kPort);
-    Controller ctl(bed.cli);
+    start_capsrv(tb, kPort, kWorkers, kServiceMs);
+    Controller ctl(bed.cli, "web");
 
     const int each = int(2.5 * kCapacity), seconds = 6;  // 5x together
-    Load g(tb.client_ns(), bed.target, each, seconds, {"--bind", gold});
-    Load b(tb.client_ns(), bed.target, each, seconds, {"--bind", bronze});
+    Load g = http_load(tb.client_ns(), bed.target, each, seconds, {"--bind", gold});
+    Load b = http_load(tb.client_ns(), bed.target, each, seconds, {"--bind", bronze});
     std::string trace;  // (s: learned limit / in flight)
     while (g.running() && since(g.started()) < seconds) {
         std::string page = ctl.page();
@@ -817,7 +559,7 @@ TEST(AdaptiveE2ePriority, LevelTwoIsShedBeforeLevelZero)
     numbers("learned limit / in flight:" + trace);
     const json& lg = g.result();
     const json& lb = b.result();
-    Counts kg = counts(bed.cli, "gold"), kb = counts(bed.cli, "bronze");
+    Counts kg = counts(bed.cli, "web", "gold"), kb = counts(bed.cli, "web", "bronze");
     numbers("level 0: " + describe(lg) + "; kernel " + describe(kg));
     numbers("level 2: " + describe(lb) + "; kernel " + describe(kb));
     double good_g = mean(series(lg, "success"), 2, seconds), good_b = mean(series(lb, "success"), 2, seconds);

@@ -22,6 +22,7 @@
 #include <sstream>
 #include <thread>
 
+#include "../lib/e2e_services.hpp"
 #include "../lib/netns.hpp"
 #include "../lib/process.hpp"
 #include "../lib/sluice_cli.hpp"
@@ -35,13 +36,6 @@ using json = nlohmann::json;
 
 constexpr int kTcpPort = 8080;
 constexpr int kUdpPort = 5353;
-
-std::string join(const std::vector<std::string>& argv)
-{
-    std::string s;
-    for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
-    return s;
-}
 
 // 1-based number of the first line of text that contains needle; 0 if none.
 int line_of(const std::string& text, const std::string& needle)
@@ -71,67 +65,6 @@ uint64_t u64(const json& j) { return j.get<uint64_t>(); }
                                          << (actual - expected) / expected * 100.0 << "%)";
 }
 
-// ---- loadgen ------------------------------------------------------------------
-
-std::vector<std::string> loadgen_argv(const std::string& mode, const std::string& target, int rate, double duration,
-                                      const std::vector<std::string>& extra = {})
-{
-    char secs[32];
-    std::snprintf(secs, sizeof secs, "%g", duration);
-    // Raised priority: on a busy machine (other builds and benchmarks) the
-    // generator must still send on schedule; its latencies count from there.
-    std::vector<std::string> argv = {"/usr/bin/nice", "-n", "-10", tool_binary("loadgen"), mode,  "--target", target,
-                                     "--rate", std::to_string(rate), "--duration", secs, "--json", "-q"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    return argv;
-}
-
-// A loadgen run in a namespace, in the background; result() waits for its JSON.
-class Load {
-public:
-    Load(const std::string& ns, std::vector<std::string> argv, double duration)
-        : argv_(argv), bound_(std::chrono::milliseconds(static_cast<int>(duration * 1000)) + 15s),
-          process_(std::make_unique<Process>(ns, std::move(argv)))
-    {
-    }
-
-    json result()
-    {
-        if (!result_.is_null()) return result_;
-        auto status = process_->wait_exit(bound_);
-        std::string out = process_->stdout_text(), err = process_->stderr_text();
-        process_->stop();
-        if (!status || *status != 0)
-            throw std::runtime_error("`" + join(argv_) + "` " + (status ? "exited " + std::to_string(*status)
-                                                                        : std::string("did not finish")) +
-                                     ": " + err);
-        result_ = json::parse(out);
-        return result_;
-    }
-
-private:
-    std::vector<std::string> argv_;
-    Millis bound_;
-    std::unique_ptr<Process> process_;
-    json result_;
-};
-
-json run_load(const std::string& ns, std::vector<std::string> argv, double duration)
-{
-    return Load(ns, std::move(argv), duration).result();
-}
-
-uint64_t outcome(const json& load, const std::string& name) { return u64(load.at("outcomes").at(name)); }
-
-std::string describe_load(const json& l)
-{
-    std::ostringstream s;
-    s << l.at("mode").get<std::string>() << " " << l.at("target").get<std::string>() << " at "
-      << l.at("rate").get<double>() << "/s: outcomes " << l.at("outcomes").dump() << ", elapsed "
-      << l.at("elapsed_s").get<double>() << " s, send lag p99 " << l.at("send_lag_us").at("p99") << " us";
-    return s.str();
-}
-
 // ---- sluice stats -------------------------------------------------------------
 
 const json& stats_pair(const json& stats, const std::string& service, const std::string& tenant)
@@ -159,79 +92,6 @@ uint64_t shed_total(const json& stats, const std::string& service, const std::st
 }
 
 // ---- servers ------------------------------------------------------------------
-
-// Counts the datagrams that really reached a UDP socket, per source address.
-// On SIGTERM it reads what is still queued and prints {"source": count, ...}.
-constexpr const char* kUdpSink = R"PY(
-import json, os, select, signal, socket, sys
-addr, port = sys.argv[1], int(sys.argv[2])
-s = socket.socket(socket.AF_INET6 if ':' in addr else socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-s.bind((addr, port))
-s.setblocking(False)
-counts, stop = {}, False
-def on_term(*_):
-    global stop
-    stop = True
-signal.signal(signal.SIGTERM, on_term)
-wake_r, wake_w = os.pipe()
-os.set_blocking(wake_w, False)
-signal.set_wakeup_fd(wake_w)
-def drain():
-    while True:
-        try:
-            _, src = s.recvfrom(4096)
-        except BlockingIOError:
-            return
-        counts[src[0]] = counts.get(src[0], 0) + 1
-print('ready', flush=True)
-while not stop:
-    select.select([s, wake_r], [], [])
-    drain()
-drain()
-print(json.dumps(counts), flush=True)
-)PY";
-
-class UdpSink {
-public:
-    UdpSink(const std::string& ns, const std::string& ip, int port)
-        : process_(ns, {"/usr/bin/python3", "-c", kUdpSink, ip, std::to_string(port)})
-    {
-        if (!process_.wait_for_output("ready", 10s))
-            throw std::runtime_error("UDP sink did not start: " + process_.stderr_text());
-    }
-
-    // Stops the sink; datagrams received per source address.
-    std::map<std::string, uint64_t> stop()
-    {
-        process_.signal(SIGTERM);
-        auto status = process_.wait_exit(10s);
-        std::string out = process_.stdout_text();
-        if (!status || *status != 0)
-            throw std::runtime_error("UDP sink failed: " + process_.stderr_text());
-        auto last = out.rfind('{');
-        if (last == std::string::npos) throw std::runtime_error("UDP sink printed no counts: " + out);
-        std::map<std::string, uint64_t> counts;
-        json parsed = json::parse(out.substr(last));
-        for (const auto& [src, n] : parsed.items()) counts[src] = u64(n);
-        return counts;
-    }
-
-    static uint64_t total(const std::map<std::string, uint64_t>& counts)
-    {
-        uint64_t n = 0;
-        for (const auto& [src, c] : counts) n += c;
-        return n;
-    }
-    static uint64_t from(const std::map<std::string, uint64_t>& counts, const std::string& src)
-    {
-        auto it = counts.find(src);
-        return it == counts.end() ? 0 : it->second;
-    }
-
-private:
-    Process process_;
-};
 
 // nginx (Debian nginx-light, unmodified) with a private configuration:
 // answers every request with 200 on port 8080, IPv4 and IPv6.
@@ -342,7 +202,7 @@ protected:
     {
         std::vector<std::string> more = {"--timeout", "200"};
         more.insert(more.end(), extra.begin(), extra.end());
-        return run_load(tb().client_ns(), loadgen_argv("connect", target, rate, duration, more), duration);
+        return run_load(tb().client_ns(), "connect", target, rate, duration, more);
     }
 
     static std::unique_ptr<Testbed> tb_;
@@ -370,10 +230,10 @@ TEST_F(SluiceE2E, UdpAtFiveTimesTheRateAdmitsRateTimesWindowPlusBurst)
                std::to_string(kRate) + "/s", "--burst", std::to_string(kBurst)});
     UdpSink sink(tb().server_ns(), tb().server_ip4(), kUdpPort);
 
-    json load = run_load(tb().client_ns(), loadgen_argv("udp", udp4(), kOffered, kSeconds), kSeconds);
+    json load = run_load(tb().client_ns(), "udp", udp4(), kOffered, kSeconds);
     auto received = sink.stop();
     json stats = cli_.json({"stats", "--json"});
-    SCOPED_TRACE(describe_load(load));
+    SCOPED_TRACE(describe(load));
 
     uint64_t sent = u64(load.at("sent"));
     EXPECT_EQ(sent, uint64_t(kOffered * kSeconds));
@@ -403,7 +263,7 @@ TEST_F(SluiceE2E, TcpNewConnectionsAtFiveTimesTheRateWithDropTimeOut)
 
     json load = connect_load(tcp4(), kOffered, kSeconds);
     json stats = cli_.json({"stats", "--json"});
-    SCOPED_TRACE(describe_load(load));
+    SCOPED_TRACE(describe(load));
 
     // SYNs arrive during the schedule; the drain after it only waits for timeouts.
     double expected = kRate * load.at("duration_s").get<double>() + kBurst;
@@ -441,7 +301,7 @@ TEST_F(SluiceE2E, RstRejectRefusesAtOnceOverIpv4AndIpv6)
         SCOPED_TRACE(name);
         json load = connect_load(target, kOffered, kSeconds);
         json stats = cli_.json({"stats", "--json"});
-        SCOPED_TRACE(describe_load(load));
+        SCOPED_TRACE(describe(load));
         double expected = kRate * load.at("duration_s").get<double>() + kBurst;
         uint64_t attempted = u64(load.at("attempted")), connected = outcome(load, "connected");
         uint64_t refused = outcome(load, "refused");
@@ -488,11 +348,11 @@ TEST_F(SluiceE2E, DenyRulesDropEverythingFromDeniedPrefixesAndNothingElse)
     const std::string bad4 = tb().ip4(66), good4 = tb().ip4(10), bad6 = tb().ip6(0x66), good6 = tb().client_ip6();
     const std::string& ns = tb().client_ns();
     auto connect_from = [&](const std::string& target, const std::string& src, int rate) {
-        return std::make_unique<Load>(
-            ns, loadgen_argv("connect", target, rate, kSeconds, {"--timeout", "200", "--bind", src}), kSeconds);
+        return std::make_unique<Load>(ns, "connect", target, rate, kSeconds,
+                                      std::vector<std::string>{"--timeout", "200", "--bind", src});
     };
     auto udp_from = [&](const std::string& src) {
-        return std::make_unique<Load>(ns, loadgen_argv("udp", udp4(), kRate, kSeconds, {"--bind", src}), kSeconds);
+        return std::make_unique<Load>(ns, "udp", udp4(), kRate, kSeconds, std::vector<std::string>{"--bind", src});
     };
     // All at once: the rules must hold while the allowed traffic flows.
     auto tcp_bad4 = connect_from(tcp4(), bad4, kRate), tcp_good4 = connect_from(tcp4(), good4, kRate);
@@ -502,14 +362,14 @@ TEST_F(SluiceE2E, DenyRulesDropEverythingFromDeniedPrefixesAndNothingElse)
     json ub4 = udp_bad4->result(), ug4 = udp_good4->result();
     auto received = sink.stop();
 
-    EXPECT_EQ(outcome(tb4, "connected"), 0u) << describe_load(tb4);
-    EXPECT_EQ(outcome(tb4, "timeout"), u64(tb4.at("attempted"))) << describe_load(tb4);
-    EXPECT_EQ(outcome(tb6, "connected"), 0u) << describe_load(tb6);
-    EXPECT_EQ(outcome(tb6, "timeout"), u64(tb6.at("attempted"))) << describe_load(tb6);
+    EXPECT_EQ(outcome(tb4, "connected"), 0u) << describe(tb4);
+    EXPECT_EQ(outcome(tb4, "timeout"), u64(tb4.at("attempted"))) << describe(tb4);
+    EXPECT_EQ(outcome(tb6, "connected"), 0u) << describe(tb6);
+    EXPECT_EQ(outcome(tb6, "timeout"), u64(tb6.at("attempted"))) << describe(tb6);
     EXPECT_EQ(UdpSink::from(received, bad4), 0u);
     // The other sources are not touched.
-    EXPECT_EQ(outcome(tg4, "connected"), u64(tg4.at("attempted"))) << describe_load(tg4);
-    EXPECT_EQ(outcome(tg6, "connected"), u64(tg6.at("attempted"))) << describe_load(tg6);
+    EXPECT_EQ(outcome(tg4, "connected"), u64(tg4.at("attempted"))) << describe(tg4);
+    EXPECT_EQ(outcome(tg6, "connected"), u64(tg6.at("attempted"))) << describe(tg6);
     EXPECT_EQ(UdpSink::from(received, good4), u64(ug4.at("sent")));
 
     // Every packet from a denied prefix is counted on its rule: the SYNs and
@@ -534,8 +394,8 @@ TEST_F(SluiceE2E, DenyRulesDropEverythingFromDeniedPrefixesAndNothingElse)
 
     // Removing the rule lets the source in at once.
     cli_.must({"deny", "del", deny4});
-    json after = run_load(ns, loadgen_argv("connect", tcp4(), 100, 1, {"--timeout", "200", "--bind", bad4}), 1);
-    EXPECT_EQ(outcome(after, "connected"), u64(after.at("attempted"))) << describe_load(after);
+    json after = run_load(ns, "connect", tcp4(), 100, 1, {"--timeout", "200", "--bind", bad4});
+    EXPECT_EQ(outcome(after, "connected"), u64(after.at("attempted"))) << describe(after);
 }
 
 // ---- 5. tenants -------------------------------------------------------------------
@@ -565,9 +425,8 @@ TEST_F(SluiceE2E, TenantsByPrefixGetTheirOwnRatesAndTheLongestPrefixWins)
     sources.push_back({"narrow", tb().ip4(40), kNarrowRate, kNarrowBurst, nullptr});
     sources.push_back({"default", outside_ip4(), kRate, kBurst, nullptr});
     for (auto& s : sources)
-        s.load = std::make_unique<Load>(
-            tb().client_ns(),
-            loadgen_argv("connect", tcp4(), kOffered, kSeconds, {"--timeout", "200", "--bind", s.ip}), kSeconds);
+        s.load = std::make_unique<Load>(tb().client_ns(), "connect", tcp4(), kOffered, kSeconds,
+                                        std::vector<std::string>{"--timeout", "200", "--bind", s.ip});
     std::vector<json> results;
     for (auto& s : sources) results.push_back(s.load->result());
     json stats = cli_.json({"stats", "--json"});
@@ -575,7 +434,7 @@ TEST_F(SluiceE2E, TenantsByPrefixGetTheirOwnRatesAndTheLongestPrefixWins)
     for (size_t i = 0; i < sources.size(); i++) {
         const Source& s = sources[i];
         const json& load = results[i];
-        SCOPED_TRACE(s.tenant + " from " + s.ip + ": " + describe_load(load));
+        SCOPED_TRACE(s.tenant + " from " + s.ip + ": " + describe(load));
         double expected = s.rate * load.at("duration_s").get<double>() + s.burst;
         uint64_t connected = outcome(load, "connected"), in = admitted(stats, "web", s.tenant);
         EXPECT_TRUE(within_pct(double(connected), expected, 5));
@@ -618,8 +477,7 @@ TEST_F(SluiceE2E, EverySourceIsChargedToItsLongestMatchingPrefix)
         for (const auto& [ip, tenant] : *sources) bind += (bind.empty() ? "" : ",") + ip;
         int n = kEach * int(sources->size());
         // --bind takes the sources round-robin: kEach datagrams from each.
-        run_load(tb().client_ns(),
-                 loadgen_argv("udp", target, 1000, n / 1000.0 + 0.1, {"--bind", bind, "--max", std::to_string(n)}), 1);
+        run_load(tb().client_ns(), "udp", target, 1000, n / 1000.0 + 0.1, {"--bind", bind, "--max", std::to_string(n)});
     }
     auto received = sink.stop();
     json stats = cli_.json({"stats", "--json"});
@@ -648,11 +506,10 @@ TEST_F(SluiceE2E, PerSourceLimitHoldsEachSourceOfATenant)
     UdpSink sink(tb().server_ns(), tb().server_ip4(), kUdpPort);
 
     const std::string a = tb().ip4(10), b = tb().ip4(11);
-    json load = run_load(tb().client_ns(), loadgen_argv("udp", udp4(), kOffered, kSeconds, {"--bind", a + "," + b}),
-                         kSeconds);
+    json load = run_load(tb().client_ns(), "udp", udp4(), kOffered, kSeconds, {"--bind", a + "," + b});
     auto received = sink.stop();
     json stats = cli_.json({"stats", "--json"});
-    SCOPED_TRACE(describe_load(load));
+    SCOPED_TRACE(describe(load));
 
     double expected = kPerSource * load.at("elapsed_s").get<double>() + kPerSourceBurst;
     for (const auto& src : {a, b}) {
@@ -681,7 +538,7 @@ TEST_F(SluiceE2E, DryRunShedsNothingAndCountsWhatItWouldShed)
 
     json load = connect_load(tcp4(), kOffered, kSeconds);
     json stats = cli_.json({"stats", "--json"});
-    SCOPED_TRACE(describe_load(load));
+    SCOPED_TRACE(describe(load));
 
     uint64_t attempted = u64(load.at("attempted"));
     EXPECT_EQ(outcome(load, "connected"), attempted) << "a dry run sheds nothing";
@@ -707,7 +564,7 @@ TEST_F(SluiceE2E, DetachRestoresTrafficAtOnce)
                "--burst", std::to_string(kBurst)});
 
     auto start = Clock::now();  // loadgen's second 0 starts a little after this
-    Load load(tb().client_ns(), loadgen_argv("connect", tcp4(), kOffered, kSeconds, {"--timeout", "200"}), kSeconds);
+    Load load(tb().client_ns(), "connect", tcp4(), kOffered, kSeconds, {"--timeout", "200"});
     // Await the overload, then detach in the middle of the run.
     bool shedding = false;
     while (!shedding && Clock::now() - start < 3s) {
@@ -719,7 +576,7 @@ TEST_F(SluiceE2E, DetachRestoresTrafficAtOnce)
     cli_.must({"-n", tb().server_ns(), "detach", tb().server_dev()});
     double detached_s = std::chrono::duration<double>(Clock::now() - start).count();
     json result = load.result();
-    SCOPED_TRACE(describe_load(result));
+    SCOPED_TRACE(describe(result));
 
     const json& series = result.at("series");
     auto at = [&](const char* what, size_t i) { return u64(series.at(what).at(i)); };
@@ -775,7 +632,7 @@ TEST_F(SluiceE2E, ExportResetAttachAndApplyRoundTripThePolicy)
     // The client's own address is in no tenant: the service's rate applies.
     auto check_behaviour = [&](const char* when) {
         json load = connect_load(tcp4(), kOffered, kSeconds);
-        SCOPED_TRACE(std::string(when) + ": " + describe_load(load));
+        SCOPED_TRACE(std::string(when) + ": " + describe(load));
         double expected = kRate * load.at("duration_s").get<double>() + kBurst;
         EXPECT_TRUE(within_pct(double(outcome(load, "connected")), expected, 5));
         EXPECT_EQ(outcome(load, "refused"), u64(load.at("attempted")) - outcome(load, "connected"));
@@ -881,7 +738,7 @@ TEST_F(SluiceE2E, BadPolicyFilesAndCommandsAreRejectedAndChangeNothing)
 
     // The data path still runs the old policy: 100/s, not the file's 500/s.
     json load = connect_load(tcp4(), kOffered, kSeconds);
-    SCOPED_TRACE(describe_load(load));
+    SCOPED_TRACE(describe(load));
     double expected = kRate * load.at("duration_s").get<double>() + kBurst;
     EXPECT_TRUE(within_pct(double(outcome(load, "connected")), expected, 5));
     std::printf("[ numbers ] after the rejected changes: connected %lu (expected %.0f)\n", outcome(load, "connected"),

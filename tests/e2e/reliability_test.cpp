@@ -15,7 +15,6 @@
 //   SLUICE_RELIABILITY_KILLS=300 SLUICE_RELIABILITY_SAVE_KILLS=200 SLUICE_RELIABILITY_UPGRADES=20
 //   SLUICE_RELIABILITY_RESTART_SECONDS=30 (a longer run after the controller restart)
 //   SLUICE_RELIABILITY_SEED=N fixes the random kill points (otherwise printed).
-#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -46,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "../lib/e2e_services.hpp"
 #include "../lib/netns.hpp"
 #include "../lib/process.hpp"
 #include "../lib/sluice_cli.hpp"
@@ -76,15 +76,6 @@ std::string octal(unsigned mode)
     return buf;
 }
 
-std::string fmt(const char* f, double v)
-{
-    char buf[64];
-    std::snprintf(buf, sizeof buf, f, v);
-    return buf;
-}
-
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
 int env_int(const char* name, int fallback)
 {
     const char* v = std::getenv(name);
@@ -92,16 +83,6 @@ int env_int(const char* name, int fallback)
 }
 
 uint64_t u64(const json& j) { return j.get<uint64_t>(); }
-
-bool await(const std::function<bool()>& cond, Millis bound, Millis every = 50ms)
-{
-    auto deadline = Clock::now() + bound;
-    for (;;) {
-        if (cond()) return true;
-        if (Clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(every);
-    }
-}
 
 ::testing::AssertionResult within_pct(double actual, double expected, double pct)
 {
@@ -125,16 +106,6 @@ std::mt19937_64 seeded_rng(const char* what)
     return std::mt19937_64(seed);
 }
 
-// The sluice binary on cli's installation, as argv for a Process (the
-// commands a test starts and kills itself).
-std::vector<std::string> sluice_argv(const SluiceCli& cli, const std::vector<std::string>& args)
-{
-    std::vector<std::string> argv = {"/usr/bin/env", "-u", "SLUICE_DEBUG", "SLUICE_PIN_DIR=" + cli.pin_dir(),
-                                     "SLUICE_POLICY_FILE=" + cli.policy_file(), sluice_binary()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return argv;
-}
-
 std::string read_or_empty(const std::string& path)
 {
     std::ifstream in(path, std::ios::binary);
@@ -151,15 +122,6 @@ void write_bytes(const std::string& path, const std::string& bytes)
 }
 
 // ---- sockets in namespaces -------------------------------------------------------
-
-sockaddr_in v4(const std::string& ip, int port)
-{
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET, ip.c_str(), &sin.sin_addr) != 1) throw std::invalid_argument("bad IPv4 " + ip);
-    return sin;
-}
 
 // A TCP socket listening in a namespace, never accepting by itself: the
 // kernel completes handshakes into its queue; drain() empties it.
@@ -246,99 +208,7 @@ Conn try_connect(const std::string& ns, const std::string& src, const std::strin
     return result;
 }
 
-// GET over loopback in the caller's namespace; the body of a 200 answer.
-std::string http_get(const std::string& ip, int port, const std::string& path)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-    timeval tv{2, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    sockaddr_in sin = v4(ip, port);
-    std::string reply;
-    bool ok = connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0;
-    if (ok) {
-        std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + ip + "\r\n\r\n";
-        ok = send(fd, req.data(), req.size(), MSG_NOSIGNAL) == ssize_t(req.size());
-    }
-    char buf[16384];
-    for (ssize_t n; ok && (n = recv(fd, buf, sizeof buf, 0)) != 0;) {
-        if (n < 0) {
-            ok = false;
-            break;
-        }
-        reply.append(buf, size_t(n));
-    }
-    int err = errno;
-    close(fd);
-    if (!ok) throw std::runtime_error("GET " + ip + ":" + std::to_string(port) + path + ": " + std::strerror(err));
-    auto body = reply.find("\r\n\r\n");
-    if (reply.rfind("HTTP/1.", 0) != 0 || reply.substr(9, 3) != "200" || body == std::string::npos)
-        throw std::runtime_error("GET " + path + " answered: " + reply.substr(0, 200));
-    return reply.substr(body + 4);
-}
-
 // ---- loadgen ------------------------------------------------------------------
-
-// A loadgen run in the background (raised priority, as in the other e2e
-// suites: on a busy machine the generator must still send on schedule).
-class Load {
-public:
-    Load(const std::string& ns, const std::string& mode, const std::string& target, int rate, double seconds,
-         std::vector<std::string> extra = {})
-        : seconds_(seconds)
-    {
-        std::vector<std::string> argv = {"/usr/bin/nice", "-n", "-10", tool_binary("loadgen"), mode, "--target",
-                                         target, "--rate", std::to_string(rate), "--duration", fmt("%g", seconds),
-                                         "--json", "-q"};
-        argv.insert(argv.end(), extra.begin(), extra.end());
-        started_ = Clock::now();
-        process_ = std::make_unique<Process>(ns, std::move(argv));
-    }
-
-    Clock::time_point started() const { return started_; }
-    bool running() { return process_->running(); }
-
-    const json& result()
-    {
-        if (!result_.is_null()) return result_;
-        auto status = process_->wait_exit(std::chrono::milliseconds(int(seconds_ * 1000)) + 20s);
-        std::string out = process_->stdout_text(), err = process_->stderr_text();
-        process_->stop();
-        if (!status || *status != 0)
-            throw std::runtime_error("loadgen " + (status ? "exited " + std::to_string(*status) : "hung") + ": " + err);
-        result_ = json::parse(out);
-        return result_;
-    }
-
-private:
-    double seconds_;
-    Clock::time_point started_;
-    std::unique_ptr<Process> process_;
-    json result_;
-};
-
-uint64_t outcome(const json& l, const char* name) { return u64(l.at("outcomes").at(name)); }
-
-std::vector<double> series(const json& l, const char* name)
-{
-    return l.at("series").at(name).get<std::vector<double>>();
-}
-
-std::string list(const std::vector<double>& v)
-{
-    std::string s;
-    for (double x : v) s += (s.empty() ? "" : " ") + fmt("%.0f", x);
-    return "[" + s + "]";
-}
-
-std::string describe(const json& l)
-{
-    return l.at("mode").get<std::string>() + " " + fmt("%.0f", l.at("rate").get<double>()) + "/s: outcomes " +
-           l.at("outcomes").dump() + ", success/s " + list(series(l, "success")) + ", elapsed " +
-           fmt("%.3f", l.at("elapsed_s").get<double>()) + " s, send lag p99 " +
-           fmt("%.0f", l.at("send_lag_us").at("p99").get<double>()) + " us";
-}
 
 // A run whose generator fell behind its schedule (p99 send lag above 20 ms:
 // the shared machine starved it) did not offer the load it was asked to, so
@@ -368,142 +238,6 @@ void with_one_retry(const std::function<void(Retry&)>& body)
         body(second);
     }
 }
-
-// ---- servers ------------------------------------------------------------------
-
-// Counts the datagrams that reach a UDP socket; on SIGTERM it reads what is
-// still queued and prints the count.
-constexpr const char* kUdpSink = R"PY(
-import os, select, signal, socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.setblocking(False)
-n, stop = 0, False
-def on_term(*_):
-    global stop
-    stop = True
-signal.signal(signal.SIGTERM, on_term)
-r, w = os.pipe()
-os.set_blocking(w, False)
-signal.set_wakeup_fd(w)
-def drain():
-    global n
-    while True:
-        try:
-            s.recv(4096)
-        except BlockingIOError:
-            return
-        n += 1
-print('ready', flush=True)
-while not stop:
-    select.select([s, r], [], [])
-    drain()
-drain()
-print('received', n, flush=True)
-)PY";
-
-class UdpSink {
-public:
-    UdpSink(const std::string& ns, const std::string& ip, int port)
-        : process_(ns, {"/usr/bin/python3", "-c", kUdpSink, ip, std::to_string(port)})
-    {
-        if (!process_.wait_for_output("ready", 10s))
-            throw std::runtime_error("UDP sink did not start: " + process_.stderr_text());
-    }
-    uint64_t stop()
-    {
-        process_.signal(SIGTERM);
-        auto status = process_.wait_exit(10s);
-        std::string out = process_.stdout_text();
-        auto at = out.rfind("received ");
-        if (!status || *status != 0 || at == std::string::npos)
-            throw std::runtime_error("UDP sink failed: " + out + process_.stderr_text());
-        return std::stoull(out.substr(at + 9));
-    }
-
-private:
-    Process process_;
-};
-
-Process& start_capsrv(Testbed& tb, int port, int workers, double service_ms)
-{
-    Process& p = tb.spawn(tb.server_ns(),
-                          {tool_binary("capsrv"), "--listen", tb.server_ip4() + ":" + std::to_string(port), "--workers",
-                           std::to_string(workers), "--service-time", fmt("%g", service_ms), "--work", "sleep"});
-    if (!p.wait_for_output("listening on", 10s)) throw std::runtime_error("capsrv did not start: " + p.stderr_text());
-    return p;
-}
-
-json capsrv_stats(Testbed& tb, int port)
-{
-    std::string body;
-    in_netns(tb.server_ns(), [&] { body = http_get(tb.server_ip4(), port, "/stats"); });
-    return json::parse(body);
-}
-
-// ---- sluice -----------------------------------------------------------------------
-
-struct Counts {
-    uint64_t admitted = 0, shed = 0, inflight_shed = 0;
-};
-
-Counts counts(const SluiceCli& cli, const std::string& service)
-{
-    json s = cli.json({"stats", "--json"});
-    Counts c;
-    for (const auto& p : s.at("pairs")) {
-        if (p.at("service") != service) continue;
-        c.admitted += u64(p.at("admitted"));
-        for (const auto& [reason, n] : p.at("shed").items()) {
-            c.shed += u64(n);
-            if (reason == "inflight") c.inflight_shed += u64(n);
-        }
-    }
-    return c;
-}
-
-std::optional<double> sample(const std::string& page, const std::string& series)
-{
-    std::string key = "\n" + series + " ";
-    auto at = ("\n" + page).find(key);
-    if (at == std::string::npos) return std::nullopt;
-    return std::stod(page.substr(at + key.size() - 1));
-}
-
-// `sluice run` in the host namespace on cli's installation, metrics on a
-// free loopback port. Stopped (SIGTERM, then SIGKILL) when it goes.
-class Controller {
-public:
-    Controller(const SluiceCli& cli, const std::string& governs)
-        : process_(
-              std::make_unique<Process>("", sluice_argv(cli, {"run", "--metrics", "127.0.0.1:0", "--tick", "100"})))
-    {
-        const std::string marker = "metrics on http://127.0.0.1:";
-        if (!process_->wait_for_output("/metrics", 10s))
-            throw std::runtime_error("sluice run did not start: " + process_->stderr_text());
-        std::string log = process_->stderr_text();
-        port_ = std::stoi(log.substr(log.find(marker) + marker.size()));
-        if (!await([&] { return sample(page(), "sluice_inflight{service=\"" + governs + "\"}").has_value(); }, 5s,
-                   10ms))
-            throw std::runtime_error("sluice run does not govern " + governs + ": " + log);
-    }
-
-    std::string page() const { return http_get("127.0.0.1", port_, "/metrics"); }
-    std::optional<double> metric(const std::string& series) const { return sample(page(), series); }
-    double must(const std::string& series) const
-    {
-        auto v = metric(series);
-        if (!v) throw std::runtime_error("no " + series + " in the metrics");
-        return *v;
-    }
-    std::string log() const { return process_->stderr_text() + process_->stdout_text(); }
-    Process& process() { return *process_; }
-
-private:
-    std::unique_ptr<Process> process_;
-    int port_ = 0;
-};
 
 // ---- pinned maps, read directly -------------------------------------------------
 
@@ -684,11 +418,11 @@ void upgrade_under_load(bool behind_dispatcher)
             r.tc_progs.push_back(tc_prog());
         }
         const json& l = load.result();
-        r.received = sink.stop();
+        r.received = UdpSink::total(sink.stop());
         Counts c1 = counts(cli, "dns");
         r.sent = u64(l.at("sent"));
         r.admitted = c1.admitted - c0.admitted;
-        r.shed = c1.shed - c0.shed;
+        r.shed = c1.shed_total() - c0.shed_total();
         // UDP has no drain: elapsed runs from the first send to the last.
         r.window = l.at("elapsed_s").get<double>();
         r.expected = kRate * r.window + kBurst;
@@ -790,10 +524,10 @@ void restart_under_overload(Retry& retry)
     std::vector<double> before_trace;
     std::this_thread::sleep_until(load.started() + 3s);
     while (since(load.started()) < kRestartAt) {
-        before_trace.push_back(first->must(estimate));
+        before_trace.push_back(first->metric(estimate));
         std::this_thread::sleep_for(200ms);
     }
-    const double learned = first->must(estimate);
+    const double learned = first->metric(estimate);
     const Counts before = counts(cli, "web");
 
     // Stop and start again at once.
@@ -809,7 +543,7 @@ void restart_under_overload(Retry& retry)
     // The successor's estimate for the rest of the run, every 200 ms.
     std::vector<double> trace;
     while (load.running() && since(load.started()) < kSeconds - 0.3) {
-        trace.push_back(second->must(estimate));
+        trace.push_back(second->metric(estimate));
         std::this_thread::sleep_for(200ms);
     }
     const json& l = load.result();
@@ -864,8 +598,8 @@ void restart_under_overload(Retry& retry)
     // answered, and every admitted connection reached the server.
     EXPECT_EQ(cli.must({"export"}), policy_before);
     EXPECT_GE(after.admitted, before.admitted);
-    EXPECT_GE(after.shed, before.shed);
-    EXPECT_EQ(outcome(l, "refused"), end.shed - start.shed);
+    EXPECT_GE(after.shed_total(), before.shed_total());
+    EXPECT_EQ(outcome(l, "refused"), end.shed_total() - start.shed_total());
     EXPECT_EQ(u64(srv.at("accepted")) - u64(srv.at("stats_requests")), end.admitted - start.admitted);
     EXPECT_EQ(outcome(l, "timeout"), 0u) << describe(l);
 }
@@ -897,7 +631,7 @@ Timed run_timed(const SluiceCli& cli, const std::vector<std::string>& args)
     const uint64_t e0 = running_epoch(root);
     Timed t;
     auto start = Clock::now();
-    Process p("", sluice_argv(cli, args));
+    Process p("", cli.command(args));
     std::optional<int> st;
     while (!(st = p.wait_exit(0ms))) {
         if (t.switched < 0 && running_epoch(root) != e0) t.switched = since(start);
@@ -1052,7 +786,7 @@ TEST(ReliabilityKilledApply, KilledApplyLeavesTheOldPolicyOrTheNewNeverAMix)
         const int target = 1 - running;
         const double delay = schedule.next();
         auto t = Clock::now();
-        Process p("", sluice_argv(cli, {"apply", "-f", file[target]}));
+        Process p("", cli.command({"apply", "-f", file[target]}));
         auto [st, ran] = kill_after(p, t, delay);
         bool killed = st == -SIGKILL;
         if (killed) {
@@ -1064,7 +798,7 @@ TEST(ReliabilityKilledApply, KilledApplyLeavesTheOldPolicyOrTheNewNeverAMix)
             EXPECT_EQ(st, 0) << p.stderr_text();
         }
 
-        Process exporter("", sluice_argv(cli, {"export"}));
+        Process exporter("", cli.command({"export"}));
         int seen = probe();
         auto est = exporter.wait_exit(30s);
         ASSERT_TRUE(est.has_value() && *est == 0) << exporter.stderr_text();
@@ -1141,7 +875,7 @@ TEST(ReliabilityPersistence, PolicyFileIsAlwaysWholeBadFilesAreRefusedAndAttachR
         return n;
     };
     auto add = [&](int i) {
-        return sluice_argv(cli, {"service", "add", "k" + std::to_string(i), "--port", std::to_string(30000 + i),
+        return cli.command({"service", "add", "k" + std::to_string(i), "--port", std::to_string(30000 + i),
                                  "--rate", std::to_string(100 + i) + "/s"});
     };
 
@@ -1334,7 +1068,7 @@ void flood_of_new_flows()
     EXPECT_GT(flow_bytes, 0u);
 
     Controller ctl(cli, "web");
-    ASSERT_TRUE(await([&] { return ctl.metric("sluice_inflight{service=\"slow\"}").has_value(); }, 3s));
+    ASSERT_TRUE(await([&] { return ctl.find("sluice_inflight{service=\"slow\"}").has_value(); }, 3s));
     // web alone for 4 s (its baseline: seconds 1-3), then with the flood
     // (seconds 4-7).
     Load web(tb.client_ns(), "http", tb.server_ip4() + ":" + std::to_string(kWeb), kWebRate, kSeconds + 5,
@@ -1346,7 +1080,7 @@ void flood_of_new_flows()
     double inflight_peak = 0;
     while (flood.running() && since(flood.started()) < kSeconds + 5) {
         peak = std::max(peak, flows.count());
-        inflight_peak = std::max(inflight_peak, ctl.metric("sluice_inflight{service=\"slow\"}").value_or(0));
+        inflight_peak = std::max(inflight_peak, ctl.find("sluice_inflight{service=\"slow\"}").value_or(0));
         std::this_thread::sleep_for(200ms);
     }
     const json& f = flood.result();
@@ -1356,7 +1090,8 @@ void flood_of_new_flows()
 
     // When the load has stopped, in-flight returns to its true value: 0.
     auto zero = [&] {
-        return ctl.must("sluice_inflight{service=\"slow\"}") == 0 && ctl.must("sluice_inflight{service=\"web\"}") == 0;
+        return ctl.metric("sluice_inflight{service=\"slow\"}") == 0 &&
+               ctl.metric("sluice_inflight{service=\"web\"}") == 0;
     };
     auto t = Clock::now();
     bool settled = await(zero, 5s, 100ms);
@@ -1420,7 +1155,7 @@ void lost_flows_are_reconciled(Retry& retry)
     Load load(tb.client_ns(), "http", tb.server_ip4() + ":" + std::to_string(kWeb), int(5 * kCapacity), kSeconds,
               {"--timeout", "1000"});
     std::this_thread::sleep_until(load.started() + std::chrono::milliseconds(int(kInjectAt * 1000)));
-    const double inflight_before = ctl.must("sluice_inflight{service=\"web\"}");
+    const double inflight_before = ctl.metric("sluice_inflight{service=\"web\"}");
     const size_t erased = flows.erase_all();
     const double injected_at = since(load.started());
     const auto t = Clock::now();
@@ -1435,7 +1170,7 @@ void lost_flows_are_reconciled(Retry& retry)
         3s, 20ms);
     const double found_s = since(t);
     const json& l = load.result();
-    bool settled = await([&] { return ctl.must("sluice_inflight{service=\"web\"}") == 0; }, 5s, 100ms);
+    bool settled = await([&] { return ctl.metric("sluice_inflight{service=\"web\"}") == 0; }, 5s, 100ms);
     numbers("deleted all " + std::to_string(erased) + " flows at " + fmt("%.2f", injected_at) + " s (in-flight " +
             fmt("%.0f", inflight_before) + "); reconciled " + fmt("%.2f", found_s) + " s later: '" + line +
             "'; in-flight after the load: " + (settled ? "0" : "not 0"));

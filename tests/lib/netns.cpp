@@ -37,13 +37,6 @@ bool netns_exists(const std::string& name)
     return stat(("/run/netns/" + name).c_str(), &st) == 0;
 }
 
-std::string join(const std::vector<std::string>& argv)
-{
-    std::string s;
-    for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
-    return s;
-}
-
 // Runs a setup command in ns ("" = here); throws with its stderr on failure.
 std::string must_run(const std::string& ns, const std::vector<std::string>& argv, Millis timeout = 10s)
 {

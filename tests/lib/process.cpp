@@ -568,6 +568,13 @@ std::string Process::stderr_text() const { return read_fd(err_fd_); }
 
 // ---- free functions -------------------------------------------------------------
 
+std::string join(const std::vector<std::string>& argv)
+{
+    std::string s;
+    for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
+    return s;
+}
+
 RunResult run_in(const std::string& ns, const std::vector<std::string>& argv, Millis timeout)
 {
     Process process(ns, argv, ProcessOptions{.stdout_path = {}, .stderr_path = {}, .term_grace = Millis(200)});

@@ -89,6 +89,9 @@ private:
 RunResult run_in(const std::string& ns, const std::vector<std::string>& argv,
                  Millis timeout = std::chrono::seconds(10));
 
+// argv as one line ("a b c"), for messages.
+std::string join(const std::vector<std::string>& argv);
+
 // Runs fn on a fresh thread that has joined network namespace ns, and waits
 // for it. Sockets created there stay in ns. Exceptions from fn are rethrown.
 void in_netns(const std::string& ns, const std::function<void()>& fn);

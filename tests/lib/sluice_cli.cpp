@@ -24,13 +24,6 @@ constexpr const char* kScratchPrefix = "/tmp/sluice-e2e-";
 
 std::atomic<int> g_next_pin_dir{0};
 
-std::string join(const std::vector<std::string>& argv)
-{
-    std::string s;
-    for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
-    return s;
-}
-
 // The pid in "<prefix><pid>-..." names; 0 if the name has another form.
 pid_t owner_of(const std::string& name, const std::string& prefix)
 {

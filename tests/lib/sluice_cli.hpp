@@ -76,9 +76,11 @@ public:
     std::string must(const std::vector<std::string>& args) const;
     // must(), parsed as JSON.
     nlohmann::json json(const std::vector<std::string>& args) const;
+    // `sluice ARGS...` on this installation as argv, for a Process: the
+    // commands a test runs in the background, signals or kills itself.
+    std::vector<std::string> command(const std::vector<std::string>& args) const;
 
 private:
-    std::vector<std::string> command(const std::vector<std::string>& args) const;
 
     ScratchDir scratch_;
     std::string pin_dir_;
