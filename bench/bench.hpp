@@ -31,5 +31,9 @@ void progress(const std::string& line);  // one line on stderr
 
 // The benchmarks.
 void packet_cost(Report& report, const Options& opt);
+void shed_rate(Report& report, const Options& opt);  // shed_rate.cpp
+void syn_flood(Report& report, const Options& opt);  // shed_rate.cpp
+void overload(Report& report, const Options& opt);   // overload.cpp
+void controller_cost(Report& report, const Options& opt);  // controller_cost.cpp
 
 }  // namespace sluice::bench

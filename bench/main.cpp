@@ -35,7 +35,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   sluice::kernel::capture_library_logs(false);
 
-  std::map<std::string, void (*)(Report&, const Options&)> all = {{"packet_cost", packet_cost}};
+  std::map<std::string, void (*)(Report&, const Options&)> all = {
+      {"packet_cost", packet_cost}, {"shed_rate", shed_rate}, {"syn_flood", syn_flood},
+      {"overload", overload}, {"controller_cost", controller_cost}};
   std::vector<std::string> chosen;
   if (only.empty()) {
     for (const auto& [name, _] : all) chosen.push_back(name);

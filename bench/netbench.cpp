@@ -1,0 +1,498 @@
+#include "netbench.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "baseline.skel.h"
+#include "traffic_gen.skel.h"
+
+namespace sluice::bench {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string join(const std::vector<std::string>& argv) {
+  std::string s;
+  for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
+  return s;
+}
+
+std::string must_run(const std::string& ns, const std::vector<std::string>& argv,
+                     test::Millis timeout = std::chrono::seconds(20)) {
+  test::RunResult r = test::run_in(ns, argv, timeout);
+  if (!r.ok()) {
+    std::string where = ns.empty() ? "" : " (in netns " + ns + ")";
+    throw std::runtime_error("`" + join(argv) + "`" + where + ": " +
+                             (r.timed_out ? "timed out" : "exit status " + std::to_string(r.exit_code)) + ": " +
+                             r.err + r.out);
+  }
+  return r.out;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// comm of a task, "" if it is gone.
+std::string comm_of(pid_t pid) {
+  std::string c = slurp("/proc/" + std::to_string(pid) + "/comm");
+  while (!c.empty() && c.back() == '\n') c.pop_back();
+  return c;
+}
+
+std::set<pid_t> tasks_with_comm_prefix(const std::string& prefix) {
+  std::set<pid_t> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (comm_of(pid).rfind(prefix, 0) == 0) out.insert(pid);
+  }
+  return out;
+}
+
+}  // namespace
+
+void require_two_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0 || !CPU_ISSET(kGenCpu, &set) || !CPU_ISSET(kRxCpu, &set))
+    throw std::runtime_error("these benchmarks need CPUs 0 and 1 (generator and receiver)");
+}
+
+// ---- CPU time -----------------------------------------------------------------
+
+uint64_t thread_cpu_ns(pid_t tid) {
+  std::ifstream in("/proc/" + std::to_string(tid) + "/schedstat");
+  uint64_t run = 0;
+  if (!(in >> run)) throw std::runtime_error("cannot read /proc/" + std::to_string(tid) + "/schedstat");
+  return run;
+}
+
+uint64_t process_cpu_ns(pid_t pid) {
+  uint64_t sum = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(entry.path() / "schedstat");
+    uint64_t run = 0;
+    if (in >> run) sum += run;
+  }
+  return sum;
+}
+
+uint64_t core_busy_ns(int cpu) {
+  std::ifstream in("/proc/stat");
+  std::string want = "cpu" + std::to_string(cpu);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string name;
+    fields >> name;
+    if (name != want) continue;
+    uint64_t v[8] = {};
+    for (auto& x : v) fields >> x;
+    uint64_t busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];  // user nice system irq softirq steal
+    return busy * (1'000'000'000ull / static_cast<uint64_t>(sysconf(_SC_CLK_TCK)));
+  }
+  throw std::runtime_error("no " + want + " in /proc/stat");
+}
+
+uint64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+uint64_t voluntary_switches(pid_t tid) {
+  std::ifstream in("/proc/" + std::to_string(tid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("voluntary_ctxt_switches:", 0) == 0) return std::stoull(line.substr(line.find(':') + 1));
+  throw std::runtime_error("no voluntary_ctxt_switches for task " + std::to_string(tid));
+}
+
+void pin_task(pid_t tid, int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(tid, sizeof set, &set) != 0)
+    throw std::runtime_error("pin task " + std::to_string(tid) + " to CPU " + std::to_string(cpu) + ": " +
+                             std::strerror(errno));
+}
+
+void pin_self(int cpu) { pin_task(0, cpu); }
+
+void realtime_task(pid_t tid) {
+  sched_param p{};
+  p.sched_priority = 10;
+  if (sched_setscheduler(tid, SCHED_FIFO, &p) != 0)
+    throw std::runtime_error("SCHED_FIFO for " + std::to_string(tid) + ": " + std::strerror(errno));
+}
+
+void favour_task(pid_t tid) {
+  if (tid == 0) tid = static_cast<pid_t>(syscall(SYS_gettid));
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(tid), -20) != 0)
+    throw std::runtime_error("setpriority(" + std::to_string(tid) + ", -20): " + std::strerror(errno));
+}
+
+// ---- network namespaces ----------------------------------------------------------
+
+pid_t threaded_napi(const std::string& ns, const std::string& dev, int cpu, bool realtime) {
+  // The kthread is "napi/<dev>-<napi id>", cut to 15 characters: tell it
+  // from others (the peer's, other testbeds') by which one appears.
+  const std::string prefix = ("napi/" + dev).substr(0, 15);
+  std::set<pid_t> before = tasks_with_comm_prefix(prefix);
+  must_run("", {"ip", "netns", "exec", ns, "sh", "-c", "echo 0 > /sys/class/net/" + dev + "/threaded"});
+  must_run("", {"ip", "netns", "exec", ns, "sh", "-c", "echo 1 > /sys/class/net/" + dev + "/threaded"});
+  std::vector<pid_t> fresh;
+  for (int attempt = 0; attempt < 100 && fresh.empty(); attempt++) {
+    for (pid_t pid : tasks_with_comm_prefix(prefix))
+      if (!before.count(pid)) fresh.push_back(pid);
+    if (fresh.empty()) std::this_thread::sleep_for(10ms);
+  }
+  if (fresh.size() != 1)
+    throw std::runtime_error("threaded NAPI on " + dev + ": expected one new kthread '" + prefix + "...', found " +
+                             std::to_string(fresh.size()));
+  pin_task(fresh[0], cpu);
+  if (realtime)
+    realtime_task(fresh[0]);
+  else
+    favour_task(fresh[0]);
+  return fresh[0];
+}
+
+std::map<std::string, uint64_t> ethtool_stats(const std::string& ns, const std::string& dev) {
+  std::map<std::string, uint64_t> out;
+  std::istringstream lines(must_run(ns, {"ethtool", "-S", dev}));
+  for (std::string line; std::getline(lines, line);) {
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    key.erase(0, key.find_first_not_of(" \t"));
+    try {
+      out[key] = std::stoull(line.substr(colon + 1));
+    } catch (...) {
+    }
+  }
+  return out;
+}
+
+uint64_t rx_packets(const std::string& ns, const std::string& dev) {
+  auto doc = nlohmann::json::parse(must_run(ns, {"ip", "-s", "-j", "link", "show", "dev", dev}));
+  return doc.at(0).at("stats64").at("rx").at("packets").get<uint64_t>();
+}
+
+uint64_t net_stat(const std::string& ns, const std::string& group, const std::string& name) {
+  uint64_t value = 0;
+  bool found = false;
+  test::in_netns(ns, [&] {
+    for (const char* file : {"/proc/thread-self/net/netstat", "/proc/thread-self/net/snmp"}) {
+      std::ifstream in(file);
+      std::string names, values;
+      while (std::getline(in, names) && std::getline(in, values)) {
+        std::istringstream n(names), v(values);
+        std::string key, val;
+        n >> key;
+        v >> val;
+        if (key != group + ":") continue;
+        while (n >> key && v >> val)
+          if (key == name) {
+            value = std::stoull(val);
+            found = true;
+          }
+      }
+    }
+  });
+  if (!found) throw std::runtime_error("no " + group + " " + name + " in /proc/net of " + ns);
+  return value;
+}
+
+void attach_baseline(const std::string& ns, int ifindex, bool drop) {
+  test::in_netns(ns, [&] {
+    baseline_bpf* skel = baseline_bpf::open_and_load();
+    if (!skel) throw std::runtime_error(std::string("load baseline BPF object: ") + std::strerror(errno));
+    int fd = bpf_program__fd(drop ? skel->progs.xdp_drop : skel->progs.xdp_pass);
+    int err = bpf_xdp_attach(ifindex, fd, XDP_FLAGS_DRV_MODE, nullptr);
+    baseline_bpf::destroy(skel);
+    if (err) throw std::runtime_error(std::string("attach baseline XDP program: ") + std::strerror(-err));
+  });
+}
+
+void attach_xdp(const std::string& ns, int ifindex, int prog_fd) {
+  test::in_netns(ns, [&] {
+    int err = bpf_xdp_attach(ifindex, prog_fd, XDP_FLAGS_DRV_MODE, nullptr);
+    if (err) throw std::runtime_error(std::string("attach XDP program: ") + std::strerror(-err));
+  });
+}
+
+void detach_xdp(const std::string& ns, int ifindex) {
+  test::in_netns(ns, [&] { bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, nullptr); });
+}
+
+void nft(const std::string& ns, const std::string& ruleset) {
+  ScratchDir dir;
+  must_run(ns, {"nft", "-f", dir.write("rules.nft", ruleset)});
+}
+
+uint64_t nft_counter(const std::string& ns, const std::string& table, const std::string& counter) {
+  auto doc = nlohmann::json::parse(must_run(ns, {"nft", "-j", "list", "counter", "netdev", table, counter}));
+  for (const auto& item : doc.at("nftables"))
+    if (item.contains("counter")) return item["counter"].at("packets").get<uint64_t>();
+  throw std::runtime_error("nft counter " + table + "/" + counter + " not found");
+}
+
+// ---- scratch and sluice -------------------------------------------------------------
+
+ScratchDir::ScratchDir() {
+  std::string tmpl = "/tmp/sluice-bench-" + std::to_string(getpid()) + "-XXXXXX";
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
+  path_ = tmpl;
+}
+
+namespace {
+
+// The <pid> of "<prefix><pid>-..." if that process is gone, else 0.
+pid_t dead_owner(const std::string& name, const std::string& prefix) {
+  if (name.rfind(prefix, 0) != 0) return 0;
+  size_t end = prefix.size();
+  while (end < name.size() && name[end] >= '0' && name[end] <= '9') end++;
+  if (end == prefix.size() || end >= name.size() || name[end] != '-' || end - prefix.size() > 9) return 0;
+  pid_t pid = static_cast<pid_t>(std::stol(name.substr(prefix.size(), end - prefix.size())));
+  if (pid == getpid() || kill(pid, 0) == 0 || errno == EPERM) return 0;
+  return pid;
+}
+
+}  // namespace
+
+void remove_stale_bench_state(const std::string& build_dir) {
+  std::error_code ec;
+  const std::string sluice = fs::absolute(build_dir + "/sluice").string();
+  for (const auto& entry : fs::directory_iterator("/sys/fs/bpf", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!dead_owner(name, "sluice-bench-")) continue;
+    // Detach wherever that installation is still attached, then remove it.
+    test::run_in("", {sluice, "--pin-dir", entry.path().string(), "--policy-file", "/nonexistent/sluice-bench.toml",
+                      "reset"},
+                 std::chrono::seconds(30));
+    std::error_code rm;
+    fs::remove_all(entry.path(), rm);
+  }
+  for (const auto& entry : fs::directory_iterator("/tmp", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!dead_owner(name, "sluice-bench-")) continue;
+    std::error_code rm;
+    fs::remove_all(entry.path(), rm);
+  }
+}
+
+ScratchDir::~ScratchDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+std::string ScratchDir::write(const std::string& name, const std::string& text) const {
+  std::string p = path_ + "/" + name;
+  std::ofstream out(p);
+  out << text;
+  if (!out.flush()) throw std::runtime_error("cannot write " + p);
+  return p;
+}
+
+namespace {
+std::atomic<int> g_next_install{0};
+}
+
+SluiceInstall::SluiceInstall(const std::string& build_dir)
+    : binary_(fs::absolute(build_dir + "/sluice").string()),
+      pin_dir_("/sys/fs/bpf/sluice-bench-" + std::to_string(getpid()) + "-" + std::to_string(g_next_install++)),
+      policy_file_(scratch_.path() + "/policy.toml") {
+  if (!fs::exists(binary_)) throw std::runtime_error("no sluice binary at " + binary_);
+  remove_stale_bench_state(build_dir);
+}
+
+SluiceInstall::~SluiceInstall() {
+  try {
+    reset();
+  } catch (...) {
+  }
+  std::error_code ec;
+  fs::remove_all(pin_dir_, ec);
+}
+
+std::vector<std::string> SluiceInstall::command(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv = {binary_, "--pin-dir", pin_dir_, "--policy-file", policy_file_};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+std::string SluiceInstall::must(const std::vector<std::string>& args) const {
+  return must_run("", command(args), std::chrono::seconds(30));
+}
+
+void SluiceInstall::reset() const {
+  if (fs::exists(pin_dir_)) must({"reset"});
+  std::error_code ec;
+  fs::remove(policy_file_, ec);
+}
+
+// ---- the generator -------------------------------------------------------------------
+
+Generator::Generator() {
+  skel_ = traffic_gen_bpf::open_and_load();
+  if (!skel_) throw std::runtime_error(std::string("load the traffic generator: ") + std::strerror(errno));
+}
+
+Generator::~Generator() { traffic_gen_bpf::destroy(skel_); }
+
+int Generator::read_drop_fd() const { return bpf_program__fd(skel_->progs.read_drop); }
+
+Generator::Result Generator::run(const std::string& ns, int ifindex, int cpu, const Flow& flow, double seconds,
+                                 uint64_t max_frames) {
+  Result result;
+  test::in_netns(ns, [&] {
+    pin_self(cpu);
+    favour_task(0);
+    skel_->bss->redirect_ifindex = static_cast<uint32_t>(ifindex);
+    skel_->bss->src_base = flow.src_base;
+    skel_->bss->rewrite = static_cast<uint32_t>(flow.rewrite);
+    skel_->data->src_count = flow.src_count ? flow.src_count : 1;
+    const uint32_t chunk = 1u << 18;
+    test::Bytes frame = flow.frame;
+    uint64_t start = now_ns();
+    uint64_t deadline = start + static_cast<uint64_t>(seconds * 1e9);
+    while (result.frames < max_frames && now_ns() < deadline) {
+      LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(),
+                  .data_size_in = static_cast<uint32_t>(frame.size()), .repeat = static_cast<int>(chunk),
+                  .flags = BPF_F_TEST_XDP_LIVE_FRAMES);
+      if (bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.gen), &opts) != 0)
+        throw std::runtime_error(std::string("generator: BPF_PROG_TEST_RUN (live frames): ") + std::strerror(errno));
+      result.frames += chunk;
+    }
+    result.seconds = static_cast<double>(now_ns() - start) / 1e9;
+  });
+  return result;
+}
+
+std::string mac_of(const std::string& ns, const std::string& dev) {
+  auto doc = nlohmann::json::parse(must_run(ns, {"ip", "-j", "link", "show", "dev", dev}));
+  return doc.at(0).at("address").get<std::string>();
+}
+
+test::Bytes udp_frame(const std::string& src_mac, const std::string& dst_mac, const std::string& dst_ip,
+                      uint16_t dport) {
+  return test::PacketBuilder()
+      .src_mac(src_mac)
+      .dst_mac(dst_mac)
+      .ipv4("198.19.0.1", dst_ip)
+      .udp(40000, dport)
+      .l4_checksum(0)  // none: the generator rewrites the source
+      .payload(test::Bytes(18, 0))  // a 64-byte frame
+      .build();
+}
+
+test::Bytes syn_frame(const std::string& src_mac, const std::string& dst_mac, const std::string& dst_ip,
+                      uint16_t dport) {
+  return test::PacketBuilder()
+      .src_mac(src_mac)
+      .dst_mac(dst_mac)
+      .ipv4("198.19.0.1", dst_ip)
+      .df()
+      .tcp(40000, dport)
+      .flags(test::tcp_flag::SYN)
+      .window(64240)
+      .tcp_options({2, 4, 0x05, 0xb4})  // MSS 1460
+      .build();
+}
+
+// ---- UdpSink --------------------------------------------------------------------------
+
+UdpSink::UdpSink(const std::string& ns, const std::string& ip, uint16_t port, int cpu, bool realtime) {
+  test::in_netns(ns, [&] {
+    fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) throw std::runtime_error(std::string("udp socket: ") + std::strerror(errno));
+    int buf = 4 << 20;
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf);
+    timeval tv{0, 100'000};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      int e = errno;
+      close(fd_);
+      fd_ = -1;
+      throw std::runtime_error("bind udp " + ip + ":" + std::to_string(port) + ": " + std::strerror(e));
+    }
+  });
+  thread_ = std::thread([this, cpu, realtime] {
+    try {
+      pin_self(cpu);
+      if (realtime)
+        realtime_task(0);
+      else
+        favour_task(0);
+    } catch (...) {
+    }
+    tid_ = static_cast<pid_t>(syscall(SYS_gettid));
+    constexpr int kBatch = 64;
+    static thread_local char bufs[kBatch][2048];
+    mmsghdr msgs[kBatch];
+    iovec iov[kBatch];
+    while (!stop_.load(std::memory_order_relaxed)) {
+      for (int i = 0; i < kBatch; i++) {
+        iov[i] = {bufs[i], sizeof bufs[i]};
+        msgs[i] = {};
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+      }
+      int n = recvmmsg(fd_, msgs, kBatch, MSG_WAITFORONE, nullptr);
+      if (n > 0) received_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    }
+  });
+  while (tid_.load() == 0) std::this_thread::sleep_for(1ms);
+}
+
+UdpSink::~UdpSink() {
+  stop();
+  if (fd_ >= 0) close(fd_);
+}
+
+void UdpSink::stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t UdpSink::cpu_ns() const { return thread_cpu_ns(tid_.load()); }
+
+std::string fixed(double v, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+}  // namespace sluice::bench

@@ -1,0 +1,213 @@
+// Shared pieces of the network benchmarks (shed_rate, syn_flood, overload):
+// CPU pinning and busy-time accounting, threaded NAPI on veth, a private
+// sluice installation, the XDP live-frames traffic generator, and scratch
+// directories. Everything that is set up is undone by a destructor, so a
+// benchmark that throws halfway leaves nothing behind.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../tests/lib/netns.hpp"
+#include "../tests/lib/packet.hpp"
+#include "bench.hpp"
+
+struct traffic_gen_bpf;
+
+namespace sluice::bench {
+
+// The two roles of the machine's cores: the generator (and load generator)
+// runs on kGenCpu, the receive path under test on kRxCpu.
+inline constexpr int kGenCpu = 0;
+inline constexpr int kRxCpu = 1;
+
+// Throws unless the machine has the two CPUs the benchmarks pin to.
+void require_two_cpus();
+
+// ---- CPU time -----------------------------------------------------------------
+
+// CPU time a thread has run, in ns (/proc/<tid>/schedstat, scheduler clock).
+uint64_t thread_cpu_ns(pid_t tid);
+// Sum over all threads of a process (/proc/<pid>/task/*/schedstat).
+uint64_t process_cpu_ns(pid_t pid);
+// Busy (non-idle, non-iowait) time of one CPU from /proc/stat, in ns (10 ms
+// resolution): everything that ran there, ours or not.
+uint64_t core_busy_ns(int cpu);
+uint64_t now_ns();  // CLOCK_MONOTONIC
+// How often a task has gone to sleep on its own (voluntary_ctxt_switches in
+// /proc/<tid>/status): for a NAPI kthread, the number of times it ran out of
+// work and was woken again.
+uint64_t voluntary_switches(pid_t tid);
+
+// Pins the calling thread, or task tid, to one CPU (throws on failure).
+void pin_self(int cpu);
+void pin_task(pid_t tid, int cpu);
+// Nice -20 for a task (0: the calling thread): on a machine shared with other
+// work, it gets most of its core (weight 88761 against 1024 for a nice-0
+// task) when it runs for long; but a waking task may still wait for a
+// running one's slice.
+void favour_task(pid_t tid);
+// SCHED_FIFO (priority 10) for a task (0: the calling thread): it runs as soon
+// as it wakes and until it sleeps, like softirq work on a NIC's core, and
+// other work on the core waits (the kernel's RT throttling still leaves it
+// 5%). For the receive side only, for the seconds of a measurement.
+void realtime_task(pid_t tid);
+
+// ---- network namespaces ----------------------------------------------------------
+
+// Turns on threaded NAPI for dev in ns (GRO or XDP must have given it NAPI)
+// and pins its kthread to cpu, SCHED_FIFO if realtime (else nice -20).
+// Returns the kthread's pid.
+pid_t threaded_napi(const std::string& ns, const std::string& dev, int cpu, bool realtime);
+
+// `ethtool -S dev` in ns as name -> value.
+std::map<std::string, uint64_t> ethtool_stats(const std::string& ns, const std::string& dev);
+
+// Packets received by dev in ns (`ip -s link`: rx packets).
+uint64_t rx_packets(const std::string& ns, const std::string& dev);
+
+// A counter of /proc/net/{snmp,netstat} in ns, e.g. ("TcpExt", "SyncookiesSent").
+uint64_t net_stat(const std::string& ns, const std::string& group, const std::string& name);
+
+// Replaces the XDP program on a device (native mode): the baseline skeleton's
+// xdp_drop or xdp_pass. The attachment stays with the device.
+void attach_baseline(const std::string& ns, int ifindex, bool drop);
+void attach_xdp(const std::string& ns, int ifindex, int prog_fd);
+void detach_xdp(const std::string& ns, int ifindex);
+
+// Runs `nft -f -` with the given ruleset text in ns (throws on error).
+void nft(const std::string& ns, const std::string& ruleset);
+// Packets counted by the named counter of table `netdev <table>`.
+uint64_t nft_counter(const std::string& ns, const std::string& table, const std::string& counter);
+
+// ---- scratch and sluice -------------------------------------------------------------
+
+// Removes what benchmark processes that are gone left behind when they were
+// killed before their destructors ran: /sys/fs/bpf/sluice-bench-<pid>-* pin
+// directories (`sluice reset` first) and /tmp/sluice-bench-<pid>-* scratch
+// directories whose <pid> no longer runs. (Namespaces and processes are the
+// Testbed's: tests/lib/netns.hpp cleans those.)
+void remove_stale_bench_state(const std::string& build_dir);
+
+// A fresh directory /tmp/sluice-bench-<pid>-XXXXXX, removed with its contents.
+class ScratchDir {
+ public:
+  ScratchDir();
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string write(const std::string& name, const std::string& text) const;
+
+ private:
+  std::string path_;
+};
+
+// The sluice binary of the build with a private pin directory
+// (/sys/fs/bpf/sluice-bench-<pid>-<n>) and policy file; `sluice reset`
+// (detach everywhere, remove the pins) when it goes.
+class SluiceInstall {
+ public:
+  explicit SluiceInstall(const std::string& build_dir);
+  ~SluiceInstall();
+  SluiceInstall(const SluiceInstall&) = delete;
+  SluiceInstall& operator=(const SluiceInstall&) = delete;
+
+  // Runs `sluice --pin-dir P --policy-file F ARGS...`; throws unless it exits 0.
+  std::string must(const std::vector<std::string>& args) const;
+  // That command line, to spawn as a long-running process (e.g. `sluice run`).
+  std::vector<std::string> command(const std::vector<std::string>& args) const;
+  // Detaches everywhere and removes all pinned state (the next command starts afresh).
+  void reset() const;
+  const std::string& pin_dir() const { return pin_dir_; }
+
+ private:
+  std::string binary_;
+  ScratchDir scratch_;
+  std::string pin_dir_;
+  std::string policy_file_;
+};
+
+// ---- the generator -------------------------------------------------------------------
+
+// Injects frames into a veth with BPF_PROG_TEST_RUN + BPF_F_TEST_XDP_LIVE_FRAMES:
+// the program (bpf/traffic_gen.bpf.c) rewrites the source of each frame and
+// bpf_redirect()s it into the device, whose peer receives it in NAPI like
+// frames from a NIC.
+class Generator {
+ public:
+  enum class Rewrite : uint32_t { None = 0, Ipv4Source = 1, Syn = 2 };
+  struct Flow {
+    test::Bytes frame;         // template: Ethernet + IPv4 + UDP, or + TCP SYN with an MSS option
+    Rewrite rewrite = Rewrite::Ipv4Source;
+    uint32_t src_base = 0;     // host order
+    uint32_t src_count = 1;
+  };
+  struct Result {
+    uint64_t frames = 0;  // handed to the program (each redirected, or dropped on a full ring)
+    double seconds = 0;
+  };
+
+  Generator();
+  ~Generator();
+  Generator(const Generator&) = delete;
+  Generator& operator=(const Generator&) = delete;
+
+  // On a fresh thread inside netns ns, pinned to cpu: runs the program on the
+  // flow's frames, redirecting into ifindex (a device of ns), in chunks until
+  // `seconds` have passed or `max_frames` were sent, whichever comes first.
+  Result run(const std::string& ns, int ifindex, int cpu, const Flow& flow, double seconds, uint64_t max_frames);
+
+  // The skeleton's read_drop program (reads the headers, drops), a reference
+  // for the receiving side.
+  int read_drop_fd() const;
+
+ private:
+  traffic_gen_bpf* skel_ = nullptr;
+};
+
+// Frame templates for the generator, addressed to the server end of tb.
+test::Bytes udp_frame(const std::string& src_mac, const std::string& dst_mac, const std::string& dst_ip,
+                      uint16_t dport);
+test::Bytes syn_frame(const std::string& src_mac, const std::string& dst_mac, const std::string& dst_ip,
+                      uint16_t dport);
+// The MAC address of dev in ns.
+std::string mac_of(const std::string& ns, const std::string& dev);
+
+// ---- a user-space UDP receiver --------------------------------------------------------
+
+// A UDP server on a thread of this process: a socket bound in ns to port, a
+// thread pinned to cpu that reads (recvmmsg, 64 at a time) and discards,
+// counting datagrams. What an application that rejects in user space pays
+// at least. Stops within 100 ms of stop() or destruction.
+class UdpSink {
+ public:
+  // realtime: SCHED_FIFO (else nice -20), to match the NAPI thread's class.
+  UdpSink(const std::string& ns, const std::string& ip, uint16_t port, int cpu, bool realtime);
+  ~UdpSink();
+  UdpSink(const UdpSink&) = delete;
+  UdpSink& operator=(const UdpSink&) = delete;
+
+  uint64_t received() const { return received_.load(); }
+  uint64_t cpu_ns() const;  // of the reading thread
+  void stop();
+
+ private:
+  int fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> received_{0};
+  std::atomic<pid_t> tid_{0};
+  std::thread thread_;
+};
+
+// Formats a number with a fixed number of decimals.
+std::string fixed(double v, int decimals);
+
+}  // namespace sluice::bench

@@ -1,0 +1,402 @@
+// Items 2 and 3 of issue 4: how many packets one receiving core can shed.
+//
+// A client and a server namespace on a veth pair. The generator (bpf/
+// traffic_gen.bpf.c, run with BPF_PROG_TEST_RUN + BPF_F_TEST_XDP_LIVE_FRAMES
+// on CPU 0 in the client namespace) bpf_redirect()s frames into the client
+// veth; veth hands them to the server veth's NAPI as xdp_frames, the way a
+// NIC driver hands over DMA'd frames (no socket, no skb, no copy). The server
+// veth runs threaded NAPI, its kthread pinned to CPU 1: that thread is the
+// receiving core's whole receive path (XDP, GRO, nft netdev ingress, IP, UDP,
+// TCP, SYN-ACK transmission). Its CPU time (/proc/<pid>/schedstat, ns) plus,
+// for the user-space case, the reading thread's is the busy time; packets
+// shed / busy seconds is the shed rate of one core. The client veth runs
+// xdp_drop (and threaded NAPI pinned to CPU 0), so replies (SYN-ACKs, ICMP)
+// cost the receiving core their transmission and nothing after.
+//
+// Scheduling: the server's NAPI thread (and the user-space reader) run
+// SCHED_FIFO on CPU 1, so they run as soon as there is work, as softirq work
+// would on a NIC's core, while builds and tests of others share the machine;
+// the generator runs at nice -20 on CPU 0.
+//
+// shed_rate: 64-byte UDP datagrams to port 9 from 1024 spoofed sources.
+// syn_flood: TCP SYNs (with MSS option, valid checksums) from 65536 spoofed
+// sources, a fresh port and ISN each, to a listening server on port 80.
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "netbench.hpp"
+
+namespace sluice::bench {
+
+namespace {
+
+constexpr uint16_t kUdpPort = 9;
+constexpr uint16_t kTcpPort = 80;
+constexpr uint32_t kSpoofBase = (198u << 24) | (19u << 16);  // 198.19.0.0
+
+// One way of shedding, set up and torn down around each measurement.
+struct ShedCase {
+  std::string name, what;
+  std::string how;  // the commands or rules, for the report
+  std::function<void()> setup;
+  std::function<uint64_t()> shed;  // cumulative packets shed (or handled) so far
+  std::function<uint64_t()> extra_busy_ns = [] { return uint64_t{0}; };  // busy time beyond the NAPI thread
+  std::function<void()> teardown;
+};
+
+struct Sample {
+  double per_core_mpps = 0;   // shed per second of receive-core busy time
+  double throughput_mpps = 0; // shed per wall second
+  double busy = 0;            // receive-core busy fraction
+  double offered_mpps = 0;    // generator frames per wall second
+  double delivered_mpps = 0;  // frames the receiving veth took in (the rest found its ring full)
+  double core_busy = 0;       // CPU 1 busy from /proc/stat: ours and everybody else's
+};
+
+// The network of the two benchmarks, and the runner of their cases.
+class ShedBed {
+ public:
+  explicit ShedBed(const Options& opt) : sluice_(opt.build_dir) {
+    require_two_cpus();
+    test::TestbedOptions o;
+    o.ipv6 = false;
+    o.client_xdp_pass = false;
+    o.server_gro = true;  // NAPI on the server veth with or without XDP
+    tb_ = std::make_unique<test::Testbed>(o);
+    const auto& s = tb_->server_ns();
+    tb_->sysctl(s, "net.ipv4.conf.all.rp_filter", "0");
+    tb_->sysctl(s, "net.ipv4.conf.default.rp_filter", "0");
+    tb_->sysctl(s, "net.ipv4.conf." + tb_->server_dev() + ".rp_filter", "0");
+    // Replies to the spoofed sources go back over the veth (a return route,
+    // a fixed neighbour) and die in the client veth's xdp_drop.
+    client_mac_ = mac_of(tb_->client_ns(), tb_->client_dev());
+    server_mac_ = mac_of(s, tb_->server_dev());
+    tb_->run(s, {"ip", "neigh", "replace", tb_->client_ip4(), "lladdr", client_mac_, "dev", tb_->server_dev(), "nud",
+                 "permanent"});
+    tb_->run(s, {"ip", "route", "replace", "198.19.0.0/16", "via", tb_->client_ip4(), "dev", tb_->server_dev()});
+    attach_baseline(tb_->client_ns(), tb_->client_ifindex(), true);
+    client_napi_ = threaded_napi(tb_->client_ns(), tb_->client_dev(), kGenCpu, false);
+    napi_ = threaded_napi(s, tb_->server_dev(), kRxCpu, true);
+  }
+
+  test::Testbed& tb() { return *tb_; }
+  const SluiceInstall& sluice() const { return sluice_; }
+  Generator& generator() { return gen_; }
+  const std::string& client_mac() const { return client_mac_; }
+  const std::string& server_mac() const { return server_mac_; }
+  uint64_t xdp_drops() {
+    return ethtool_stats(tb_->server_ns(), tb_->server_dev())["rx_queue_0_xdp_drops"];
+  }
+
+  Sample measure(const ShedCase& c, const Generator::Flow& flow, double seconds) {
+    c.setup();
+    struct Guard {
+      const ShedCase& c;
+      ~Guard() {
+        try {
+          c.teardown();
+        } catch (...) {
+        }
+      }
+    } guard{c};
+    // Warm up (buckets empty, caches, neighbour), then measure.
+    gen_.run(tb_->client_ns(), tb_->client_ifindex(), kGenCpu, flow, 0.1, 1u << 22);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto delivered = [&] { return ethtool_stats(tb_->server_ns(), tb_->server_dev())["rx_queue_0_xdp_packets"]; };
+    uint64_t rx0 = delivered(), core0 = core_busy_ns(kRxCpu);
+    uint64_t shed0 = c.shed(), busy0 = thread_cpu_ns(napi_) + c.extra_busy_ns();
+    Generator::Result g = gen_.run(tb_->client_ns(), tb_->client_ifindex(), kGenCpu, flow, seconds, 1ull << 32);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the ring drains
+    uint64_t shed1 = c.shed(), busy1 = thread_cpu_ns(napi_) + c.extra_busy_ns();
+    uint64_t rx1 = delivered(), core1 = core_busy_ns(kRxCpu);
+    Sample s;
+    double busy_s = static_cast<double>(busy1 - busy0) / 1e9;
+    double shed = static_cast<double>(shed1 - shed0);
+    s.per_core_mpps = busy_s > 0 ? shed / busy_s / 1e6 : 0;
+    s.throughput_mpps = shed / g.seconds / 1e6;
+    s.busy = busy_s / g.seconds;
+    s.offered_mpps = static_cast<double>(g.frames) / g.seconds / 1e6;
+    s.delivered_mpps = static_cast<double>(rx1 - rx0) / g.seconds / 1e6;
+    s.core_busy = static_cast<double>(core1 - core0) / 1e9 / g.seconds;
+    return s;
+  }
+
+ private:
+  SluiceInstall sluice_;  // destroyed last: `sluice reset` once the devices are gone
+  std::unique_ptr<test::Testbed> tb_;
+  Generator gen_;
+  std::string client_mac_, server_mac_;
+  pid_t client_napi_ = 0, napi_ = 0;
+};
+
+// Runs every case once per round, rounds interleaved; returns samples[case][round].
+std::vector<std::vector<Sample>> run_rounds(ShedBed& bed, const std::vector<ShedCase>& cases,
+                                            const Generator::Flow& flow, int rounds, double seconds,
+                                            const std::string& label) {
+  std::vector<std::vector<Sample>> samples(cases.size());
+  for (int r = 0; r < rounds; r++) {
+    std::string line;
+    for (size_t c = 0; c < cases.size(); c++) {
+      samples[c].push_back(bed.measure(cases[c], flow, seconds));
+      line += " " + cases[c].name + "=" + fixed(samples[c].back().per_core_mpps, 2);
+    }
+    progress(label + ": round " + std::to_string(r + 1) + "/" + std::to_string(rounds) + " (Mpps per core)" + line);
+  }
+  return samples;
+}
+
+Json rows_json(const std::vector<ShedCase>& cases, const std::vector<std::vector<Sample>>& samples) {
+  auto series = [&](size_t c, double Sample::*field) {
+    std::vector<double> v;
+    for (const auto& s : samples[c]) v.push_back(s.*field);
+    return v;
+  };
+  Json rows = Json::array();
+  for (size_t c = 0; c < cases.size(); c++) {
+    // Ratio to bare XDP drop within each round (they ran seconds apart), then the median.
+    std::vector<double> ratio;
+    for (size_t r = 0; r < samples[c].size(); r++) {
+      double bare = samples[0][r].per_core_mpps;
+      ratio.push_back(bare > 0 ? samples[c][r].per_core_mpps / bare : 0);
+    }
+    auto per_core = series(c, &Sample::per_core_mpps);
+    rows.push_back({{"case", cases[c].name},
+                    {"what", cases[c].what},
+                    {"how", cases[c].how},
+                    {"mpps_per_core", median(per_core)},
+                    {"ratio_to_bare_xdp_drop", median(ratio)},
+                    {"min_mpps_per_core", *std::min_element(per_core.begin(), per_core.end())},
+                    {"max_mpps_per_core", *std::max_element(per_core.begin(), per_core.end())},
+                    {"throughput_mpps", median(series(c, &Sample::throughput_mpps))},
+                    {"busy_fraction", median(series(c, &Sample::busy))},
+                    {"offered_mpps", median(series(c, &Sample::offered_mpps))},
+                    {"delivered_mpps", median(series(c, &Sample::delivered_mpps))},
+                    {"core_busy_fraction", median(series(c, &Sample::core_busy))},
+                    {"samples_mpps_per_core", per_core},
+                    {"samples_ratio", ratio},
+                    {"samples_busy_fraction", series(c, &Sample::busy)}});
+  }
+  return rows;
+}
+
+const Json& row(const Json& rows, const std::string& name) {
+  for (const auto& r : rows)
+    if (r["case"] == name) return r;
+  throw std::logic_error("no row " + name);
+}
+
+// Median over rounds of a / b within each round.
+double paired_ratio(const Json& rows, const std::string& a, const std::string& b) {
+  const Json &ra = row(rows, a)["samples_mpps_per_core"], &rb = row(rows, b)["samples_mpps_per_core"];
+  std::vector<double> v;
+  for (size_t i = 0; i < ra.size() && i < rb.size(); i++)
+    if (rb[i].get<double>() > 0) v.push_back(ra[i].get<double>() / rb[i].get<double>());
+  return median(v);
+}
+
+Json target(const std::string& what, double ratio, double at_least) {
+  return {{"what", what}, {"ratio", ratio}, {"target", at_least}, {"met", ratio >= at_least}};
+}
+
+// How the testbed was set up, as commands, for the report.
+Json setup_commands(test::Testbed& tb) {
+  (void)tb;
+  return Json::array({
+      "ip netns add CLIENT_NS; ip netns add SERVER_NS; ip -n CLIENT_NS link add CLIENT_VETH type veth peer name "
+      "SERVER_VETH netns SERVER_NS (tests/lib/netns.hpp Testbed: 198.18.N.1/24 and .2/24, tx checksum offload off)",
+      "ethtool -K SERVER_VETH gro on   (NAPI on the receiving veth, with or without XDP)",
+      "sysctl net.ipv4.conf.{all,default,SERVER_VETH}.rp_filter=0 (server netns)",
+      "ip -n SERVER_NS neigh replace CLIENT_IP lladdr CLIENT_MAC dev SERVER_VETH nud permanent; ip -n SERVER_NS route "
+      "replace 198.19.0.0/16 via CLIENT_IP   (replies to the spoofed sources go back to the client)",
+      "xdp_drop (bpf/baseline.bpf.c) on CLIENT_VETH, native: replies die there",
+      "echo 1 > /sys/class/net/VETH/threaded (ip netns exec, each end); NAPI kthreads pinned with sched_setaffinity: "
+      "client end to CPU " + std::to_string(kGenCpu) + " (nice -20), server end to CPU " + std::to_string(kRxCpu) +
+          " (SCHED_FIFO 10)",
+      "generator (CPU " + std::to_string(kGenCpu) + ", nice -20, in the client netns): bpf_prog_test_run_opts(gen of "
+      "bpf/traffic_gen.bpf.c, data_in = 64-byte template frame, repeat = 262144, flags = "
+      "BPF_F_TEST_XDP_LIVE_FRAMES) in a loop for the case's seconds; the program rewrites the source (and SYN port/ISN), "
+      "fixes checksums and bpf_redirect()s into CLIENT_VETH",
+      "busy time: /proc/<napi kthread>/schedstat field 1 (ns on CPU) before and after; shed count from ethtool -S "
+      "SERVER_VETH (rx_queue_0_xdp_drops), the nft counter, TcpExt SyncookiesSent, or the reader's count",
+  });
+}
+
+std::string method_text(int rounds, double seconds) {
+  return "generator: BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES on CPU " + std::to_string(kGenCpu) +
+         " in the client netns, bpf_redirect into the client veth; receive path: server veth, GRO on, threaded "
+         "NAPI, kthread pinned to CPU " +
+         std::to_string(kRxCpu) +
+         "; busy time: /proc/<napi kthread>/schedstat (+ the reading thread for user space); " +
+         std::to_string(rounds) + " interleaved rounds of " + fixed(seconds, 1) +
+         " s per case (after 0.1 s warm-up), median; ratios: per round (cases seconds apart), then the median";
+}
+
+}  // namespace
+
+void shed_rate(Report& report, const Options& opt) {
+  const uint64_t t0 = now_ns();
+  const int rounds = opt.quick ? 3 : 7;
+  const double seconds = opt.quick ? 0.8 : 2.0;
+  ShedBed bed(opt);
+  auto& tb = bed.tb();
+  const std::string s = tb.server_ns(), dev = tb.server_dev();
+  const int ifindex = tb.server_ifindex();
+  const std::string table = "sluicebench";
+  auto drop_table = [&] { nft(s, "delete table netdev " + table + "\n"); };
+  auto nft_rules = [&](const std::string& set, const std::string& rule) {
+    return "table netdev " + table + " {\n  counter shed {}\n" + set + "  chain in {\n    type filter hook ingress device \"" +
+           dev + "\" priority 0; policy accept;\n    " + rule + "\n  }\n}\n";
+  };
+  const std::string port = std::to_string(kUdpPort);
+  const std::string limit_rules = nft_rules("", "udp dport " + port + " limit rate over 1000/second counter name \"shed\" drop");
+  const std::string meter_rules =
+      nft_rules("  set persrc { type ipv4_addr; size 65536; flags dynamic,timeout; timeout 60s; }\n",
+                "udp dport " + port + " update @persrc { ip saddr limit rate over 10/second } counter name \"shed\" drop");
+  const std::vector<std::string> sluice_attach = {"-n", s, "attach", dev, "--mode", "native"};
+  const std::vector<std::string> sluice_service = {"service", "add", "flood", "--proto", "udp", "--port", port,
+                                                   "--rate", "1000/s"};
+  auto sluice_how = [&] {
+    std::string a = "sluice", b = "sluice";
+    for (const auto& x : sluice_attach) a += " " + x;
+    for (const auto& x : sluice_service) b += " " + x;
+    return a + "\n" + b;
+  };
+  std::optional<UdpSink> sink;
+
+  std::vector<ShedCase> cases = {
+      {"bare_xdp_drop", "baseline: native XDP program that only returns XDP_DROP",
+       "bpf_xdp_attach(server veth, xdp_drop of bpf/baseline.bpf.c, XDP_FLAGS_DRV_MODE)",
+       [&] { attach_baseline(s, ifindex, true); }, [&] { return bed.xdp_drops(); }, [] { return uint64_t{0}; },
+       [&] { detach_xdp(s, ifindex); }},
+      {"xdp_read_drop", "reference: native XDP program that reads the Ethernet, IPv4 and UDP headers, then drops",
+       "bpf_xdp_attach(server veth, read_drop of bpf/traffic_gen.bpf.c, XDP_FLAGS_DRV_MODE)",
+       [&] { attach_xdp(s, ifindex, bed.generator().read_drop_fd()); }, [&] { return bed.xdp_drops(); },
+       [] { return uint64_t{0}; }, [&] { detach_xdp(s, ifindex); }},
+      {"sluice", "sluice in native XDP, UDP service on port 9 at 1000/s: all but 1000/s dropped", sluice_how(),
+       [&] {
+         bed.sluice().must(sluice_attach);
+         bed.sluice().must(sluice_service);
+       },
+       [&] { return bed.xdp_drops(); }, [] { return uint64_t{0}; }, [&] { bed.sluice().reset(); }},
+      {"nft_limit_rate", "nftables netdev ingress hook: limit rate over 1000/second, drop", "nft -f - <<EOF\n" + limit_rules + "EOF",
+       [&] { nft(s, limit_rules); }, [&] { return nft_counter(s, table, "shed"); }, [] { return uint64_t{0}; },
+       drop_table},
+      {"nft_meter", "nftables netdev ingress hook: per-source meter (dynamic set), over 10/second per source dropped",
+       "nft -f - <<EOF\n" + meter_rules + "EOF", [&] { nft(s, meter_rules); },
+       [&] { return nft_counter(s, table, "shed"); }, [] { return uint64_t{0}; }, drop_table},
+      {"udp_app", "user-space UDP server on CPU 1: reads (recvmmsg, 64 at a time) and discards; reads counted",
+       "a thread of sluice_bench: socket bound to the server address, port 9, SO_RCVBUF 4 MB, SCHED_FIFO like the "
+       "NAPI thread",
+       [&] { sink.emplace(s, tb.server_ip4(), kUdpPort, kRxCpu, true); }, [&] { return sink->received(); },
+       [&] { return sink->cpu_ns(); }, [&] { sink.reset(); }},
+  };
+
+  Generator::Flow flow;
+  flow.frame = udp_frame(bed.client_mac(), bed.server_mac(), tb.server_ip4(), kUdpPort);
+  flow.rewrite = Generator::Rewrite::Ipv4Source;
+  flow.src_base = kSpoofBase;
+  flow.src_count = 1024;
+  auto samples = run_rounds(bed, cases, flow, rounds, seconds, "shed rate");
+
+  Json& out = report.section("shed_rate");
+  out["method"] = method_text(rounds, seconds) + "; traffic: 64-byte UDP datagrams to port 9 from 1024 spoofed sources "
+                  "198.19.0.0/22";
+  out["rounds"] = rounds;
+  out["seconds_per_case"] = seconds;
+  out["commands"] = setup_commands(tb);
+  Json rows = rows_json(cases, samples);
+  out["rows"] = rows;
+  out["targets"] = {
+      target("shed rate: sluice >= 0.8x bare XDP drop", paired_ratio(rows, "sluice", "bare_xdp_drop"), 0.8),
+      target("shed rate: sluice >= 6x nft limit rate", paired_ratio(rows, "sluice", "nft_limit_rate"), 6),
+      target("shed rate: sluice >= 40x user-space UDP app", paired_ratio(rows, "sluice", "udp_app"), 40),
+  };
+  out["sluice_vs_read_drop"] = paired_ratio(rows, "sluice", "xdp_read_drop");
+  out["elapsed_s"] = static_cast<double>(now_ns() - t0) / 1e9;
+  progress("shed rate: took " + fixed(out["elapsed_s"].get<double>(), 0) + " s");
+}
+
+void syn_flood(Report& report, const Options& opt) {
+  const uint64_t t0 = now_ns();
+  const int rounds = opt.quick ? 3 : 7;
+  const double seconds = opt.quick ? 0.8 : 2.0;
+  ShedBed bed(opt);
+  auto& tb = bed.tb();
+  const std::string s = tb.server_ns(), dev = tb.server_dev();
+  const int ifindex = tb.server_ifindex();
+  const std::string table = "sluicebench";
+  tb.sysctl(s, "net.ipv4.tcp_syncookies", "2");  // every SYN answered by a cookie: the kernel's cheapest path
+  // The listening server: unmodified, idle (no handshake ever completes).
+  std::string capsrv = opt.build_dir + "/tools/capsrv";
+  auto& server = tb.spawn(s, {"taskset", "-c", std::to_string(kRxCpu), capsrv, "--listen",
+                              tb.server_ip4() + ":" + std::to_string(kTcpPort), "--workers", "1", "--service-time", "0"});
+  if (!server.wait_for_output("listening on", std::chrono::seconds(5)))
+    throw std::runtime_error("capsrv did not start: " + server.stderr_text());
+
+  const std::string port = std::to_string(kTcpPort);
+  const std::string nft_rules = "table netdev " + table + " {\n  counter shed {}\n  chain in {\n    type filter hook ingress device \"" +
+                                dev + "\" priority 0; policy accept;\n    tcp dport " + port +
+                                " tcp flags & (syn | ack) == syn limit rate over 1000/second counter name \"shed\" drop\n  }\n}\n";
+  const std::vector<std::string> sluice_attach = {"-n", s, "attach", dev, "--mode", "native"};
+  const std::vector<std::string> sluice_service = {"service", "add", "web", "--port", port, "--rate", "1000/s",
+                                                   "--reject", "drop"};
+  std::string sluice_how = "sluice", svc_how = "sluice";
+  for (const auto& x : sluice_attach) sluice_how += " " + x;
+  for (const auto& x : sluice_service) svc_how += " " + x;
+
+  std::vector<ShedCase> cases = {
+      {"bare_xdp_drop", "baseline: native XDP program that only returns XDP_DROP",
+       "bpf_xdp_attach(server veth, xdp_drop of bpf/baseline.bpf.c, XDP_FLAGS_DRV_MODE)",
+       [&] { attach_baseline(s, ifindex, true); }, [&] { return bed.xdp_drops(); }, [] { return uint64_t{0}; },
+       [&] { detach_xdp(s, ifindex); }},
+      {"xdp_read_drop", "reference: native XDP program that reads the Ethernet, IPv4 and TCP headers, then drops",
+       "bpf_xdp_attach(server veth, read_drop of bpf/traffic_gen.bpf.c, XDP_FLAGS_DRV_MODE)",
+       [&] { attach_xdp(s, ifindex, bed.generator().read_drop_fd()); }, [&] { return bed.xdp_drops(); },
+       [] { return uint64_t{0}; }, [&] { detach_xdp(s, ifindex); }},
+      {"sluice", "sluice in native XDP, TCP service on port 80 at 1000/s, --reject drop: SYNs over the limit dropped",
+       sluice_how + "\n" + svc_how,
+       [&] {
+         bed.sluice().must(sluice_attach);
+         bed.sluice().must(sluice_service);
+       },
+       [&] { return bed.xdp_drops(); }, [] { return uint64_t{0}; }, [&] { bed.sluice().reset(); }},
+      {"syn_cookies", "no filter: the kernel answers every SYN with a SYN cookie; cookies sent counted",
+       "sysctl net.ipv4.tcp_syncookies=2 (server netns); counted: TcpExt SyncookiesSent", [] {},
+       [&] { return net_stat(s, "TcpExt", "SyncookiesSent"); }, [] { return uint64_t{0}; }, [] {}},
+      {"nft_limit_rate", "nftables netdev ingress hook: SYNs to port 80 over 1000/second dropped",
+       "nft -f - <<EOF\n" + nft_rules + "EOF", [&] { nft(s, nft_rules); },
+       [&] { return nft_counter(s, table, "shed"); }, [] { return uint64_t{0}; },
+       [&] { nft(s, "delete table netdev " + table + "\n"); }},
+  };
+
+  Generator::Flow flow;
+  flow.frame = syn_frame(bed.client_mac(), bed.server_mac(), tb.server_ip4(), kTcpPort);
+  flow.rewrite = Generator::Rewrite::Syn;
+  flow.src_base = kSpoofBase;
+  flow.src_count = 65536;
+  auto samples = run_rounds(bed, cases, flow, rounds, seconds, "syn flood");
+
+  Json& out = report.section("syn_flood");
+  out["method"] = method_text(rounds, seconds) +
+                  "; traffic: TCP SYNs (MSS option, valid checksums) from 65536 spoofed sources 198.19.0.0/16, fresh "
+                  "source port and ISN per SYN, to capsrv listening on port 80; SYN-ACKs routed back to the client veth "
+                  "(xdp_drop there)";
+  out["rounds"] = rounds;
+  out["seconds_per_case"] = seconds;
+  out["commands"] = setup_commands(tb);
+  out["commands"].push_back("sysctl net.ipv4.tcp_syncookies=2 (server netns)");
+  out["commands"].push_back("taskset -c " + std::to_string(kRxCpu) + " capsrv --listen SERVER_IP:" +
+                            std::to_string(kTcpPort) + " --workers 1 --service-time 0   (the listening server)");
+  Json rows = rows_json(cases, samples);
+  out["rows"] = rows;
+  out["targets"] = {
+      target("SYN flood: sluice >= 20x the SYN-cookie path", paired_ratio(rows, "sluice", "syn_cookies"), 20)};
+  out["sluice_vs_nft"] = paired_ratio(rows, "sluice", "nft_limit_rate");
+  out["sluice_vs_read_drop"] = paired_ratio(rows, "sluice", "xdp_read_drop");
+  out["elapsed_s"] = static_cast<double>(now_ns() - t0) / 1e9;
+  progress("syn flood: took " + fixed(out["elapsed_s"].get<double>(), 0) + " s");
+}
+
+}  // namespace sluice::bench
