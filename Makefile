@@ -4,6 +4,7 @@
 #   make demo       show sluice protecting a real server in a namespace testbed
 #   make test       run every suite on the real kernel (needs root)
 #   make bench      measure and write docs/benchmarks.md (QUICK=1 for a short run)
+#   make fuzz-long  the long fuzzing runs (MINUTES=15 per libFuzzer target)
 #
 # Layout: bpf/*.bpf.c are compiled with clang and turned into skeletons with
 # bpftool; userspace/ is the library behind the `sluice` binary; tests/ holds
@@ -60,7 +61,7 @@ E2E_BIN    := $(BUILD)/tests/e2e_tests
 BENCH_BIN  := $(if $(BENCH_SRCS),$(BUILD)/bench/sluice_bench)
 
 # ---- top-level targets -----------------------------------------------------
-.PHONY: all deps build test test-unit test-bpf test-e2e test-fuzz demo bench clean
+.PHONY: all deps build test test-unit test-bpf test-e2e test-fuzz fuzz-long demo bench clean
 all: build
 
 DEPS_STAMP := $(BUILD)/.deps-ok
@@ -86,6 +87,9 @@ demo: build
 
 bench: build
 	@tools/bench.sh $(BUILD) $(if $(QUICK),--quick)
+
+fuzz-long: build
+	@tools/fuzz-long.sh $(BUILD) $(MINUTES)
 
 clean:
 	rm -rf $(BUILD)
