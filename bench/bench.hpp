@@ -13,7 +13,8 @@ using Json = nlohmann::ordered_json;
 
 struct Options {
   bool quick = false;       // bounded run for regular use
-  std::string build_dir;    // where the tools and skeletons were built
+  std::string build_dir;    // where the tools and skeletons were built (the sluice binary of
+                            // test::SluiceCli is found from this binary's path: <build>/bench/)
   std::string out_dir;      // where results and plots go
 };
 

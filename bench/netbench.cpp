@@ -6,7 +6,6 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <sched.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -33,18 +32,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string join(const std::vector<std::string>& argv) {
-  std::string s;
-  for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
-  return s;
-}
-
 std::string must_run(const std::string& ns, const std::vector<std::string>& argv,
                      test::Millis timeout = std::chrono::seconds(20)) {
   test::RunResult r = test::run_in(ns, argv, timeout);
   if (!r.ok()) {
     std::string where = ns.empty() ? "" : " (in netns " + ns + ")";
-    throw std::runtime_error("`" + join(argv) + "`" + where + ": " +
+    throw std::runtime_error("`" + test::join(argv) + "`" + where + ": " +
                              (r.timed_out ? "timed out" : "exit status " + std::to_string(r.exit_code)) + ": " +
                              r.err + r.out);
   }
@@ -254,7 +247,7 @@ void detach_xdp(const std::string& ns, int ifindex) {
 }
 
 void nft(const std::string& ns, const std::string& ruleset) {
-  ScratchDir dir;
+  test::ScratchDir dir(kBenchTag);
   must_run(ns, {"nft", "-f", dir.write("rules.nft", ruleset)});
 }
 
@@ -263,100 +256,6 @@ uint64_t nft_counter(const std::string& ns, const std::string& table, const std:
   for (const auto& item : doc.at("nftables"))
     if (item.contains("counter")) return item["counter"].at("packets").get<uint64_t>();
   throw std::runtime_error("nft counter " + table + "/" + counter + " not found");
-}
-
-// ---- scratch and sluice -------------------------------------------------------------
-
-ScratchDir::ScratchDir() {
-  std::string tmpl = "/tmp/sluice-bench-" + std::to_string(getpid()) + "-XXXXXX";
-  if (!mkdtemp(tmpl.data())) throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
-  path_ = tmpl;
-}
-
-namespace {
-
-// The <pid> of "<prefix><pid>-..." if that process is gone, else 0.
-pid_t dead_owner(const std::string& name, const std::string& prefix) {
-  if (name.rfind(prefix, 0) != 0) return 0;
-  size_t end = prefix.size();
-  while (end < name.size() && name[end] >= '0' && name[end] <= '9') end++;
-  if (end == prefix.size() || end >= name.size() || name[end] != '-' || end - prefix.size() > 9) return 0;
-  pid_t pid = static_cast<pid_t>(std::stol(name.substr(prefix.size(), end - prefix.size())));
-  if (pid == getpid() || kill(pid, 0) == 0 || errno == EPERM) return 0;
-  return pid;
-}
-
-}  // namespace
-
-void remove_stale_bench_state(const std::string& build_dir) {
-  std::error_code ec;
-  const std::string sluice = fs::absolute(build_dir + "/sluice").string();
-  for (const auto& entry : fs::directory_iterator("/sys/fs/bpf", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (!dead_owner(name, "sluice-bench-")) continue;
-    // Detach wherever that installation is still attached, then remove it.
-    test::run_in("", {sluice, "--pin-dir", entry.path().string(), "--policy-file", "/nonexistent/sluice-bench.toml",
-                      "reset"},
-                 std::chrono::seconds(30));
-    std::error_code rm;
-    fs::remove_all(entry.path(), rm);
-  }
-  for (const auto& entry : fs::directory_iterator("/tmp", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (!dead_owner(name, "sluice-bench-")) continue;
-    std::error_code rm;
-    fs::remove_all(entry.path(), rm);
-  }
-}
-
-ScratchDir::~ScratchDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
-
-std::string ScratchDir::write(const std::string& name, const std::string& text) const {
-  std::string p = path_ + "/" + name;
-  std::ofstream out(p);
-  out << text;
-  if (!out.flush()) throw std::runtime_error("cannot write " + p);
-  return p;
-}
-
-namespace {
-std::atomic<int> g_next_install{0};
-}
-
-SluiceInstall::SluiceInstall(const std::string& build_dir)
-    : binary_(fs::absolute(build_dir + "/sluice").string()),
-      pin_dir_("/sys/fs/bpf/sluice-bench-" + std::to_string(getpid()) + "-" + std::to_string(g_next_install++)),
-      policy_file_(scratch_.path() + "/policy.toml") {
-  if (!fs::exists(binary_)) throw std::runtime_error("no sluice binary at " + binary_);
-  remove_stale_bench_state(build_dir);
-}
-
-SluiceInstall::~SluiceInstall() {
-  try {
-    reset();
-  } catch (...) {
-  }
-  std::error_code ec;
-  fs::remove_all(pin_dir_, ec);
-}
-
-std::vector<std::string> SluiceInstall::command(const std::vector<std::string>& args) const {
-  std::vector<std::string> argv = {binary_, "--pin-dir", pin_dir_, "--policy-file", policy_file_};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return argv;
-}
-
-std::string SluiceInstall::must(const std::vector<std::string>& args) const {
-  return must_run("", command(args), std::chrono::seconds(30));
-}
-
-void SluiceInstall::reset() const {
-  if (fs::exists(pin_dir_)) must({"reset"});
-  std::error_code ec;
-  fs::remove(policy_file_, ec);
 }
 
 // ---- the generator -------------------------------------------------------------------
@@ -493,6 +392,11 @@ std::string fixed(double v, int decimals) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
   return buf;
+}
+
+void record_elapsed(Json& section, const std::string& label, uint64_t t0) {
+  section["elapsed_s"] = static_cast<double>(now_ns() - t0) / 1e9;
+  progress(label + ": took " + fixed(section["elapsed_s"].get<double>(), 0) + " s");
 }
 
 }  // namespace sluice::bench

@@ -1,8 +1,9 @@
 // Shared pieces of the network benchmarks (shed_rate, syn_flood, overload):
-// CPU pinning and busy-time accounting, threaded NAPI on veth, a private
-// sluice installation, the XDP live-frames traffic generator, and scratch
-// directories. Everything that is set up is undone by a destructor, so a
-// benchmark that throws halfway leaves nothing behind.
+// CPU pinning and busy-time accounting, threaded NAPI on veth, the XDP
+// live-frames traffic generator, and a UDP receiver. Private sluice
+// installations and scratch directories are the tests' (tests/lib/
+// sluice_cli.hpp), tagged "bench". Everything that is set up is undone by a
+// destructor, so a benchmark that throws halfway leaves nothing behind.
 #pragma once
 
 #include <sys/types.h>
@@ -17,6 +18,7 @@
 
 #include "../tests/lib/netns.hpp"
 #include "../tests/lib/packet.hpp"
+#include "../tests/lib/sluice_cli.hpp"
 #include "bench.hpp"
 
 struct traffic_gen_bpf;
@@ -89,51 +91,13 @@ uint64_t nft_counter(const std::string& ns, const std::string& table, const std:
 
 // ---- scratch and sluice -------------------------------------------------------------
 
-// Removes what benchmark processes that are gone left behind when they were
-// killed before their destructors ran: /sys/fs/bpf/sluice-bench-<pid>-* pin
-// directories (`sluice reset` first) and /tmp/sluice-bench-<pid>-* scratch
-// directories whose <pid> no longer runs. (Namespaces and processes are the
-// Testbed's: tests/lib/netns.hpp cleans those.)
-void remove_stale_bench_state(const std::string& build_dir);
-
-// A fresh directory /tmp/sluice-bench-<pid>-XXXXXX, removed with its contents.
-class ScratchDir {
- public:
-  ScratchDir();
-  ~ScratchDir();
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string write(const std::string& name, const std::string& text) const;
-
- private:
-  std::string path_;
-};
-
-// The sluice binary of the build with a private pin directory
-// (/sys/fs/bpf/sluice-bench-<pid>-<n>) and policy file; `sluice reset`
-// (detach everywhere, remove the pins) when it goes.
-class SluiceInstall {
- public:
-  explicit SluiceInstall(const std::string& build_dir);
-  ~SluiceInstall();
-  SluiceInstall(const SluiceInstall&) = delete;
-  SluiceInstall& operator=(const SluiceInstall&) = delete;
-
-  // Runs `sluice --pin-dir P --policy-file F ARGS...`; throws unless it exits 0.
-  std::string must(const std::vector<std::string>& args) const;
-  // That command line, to spawn as a long-running process (e.g. `sluice run`).
-  std::vector<std::string> command(const std::vector<std::string>& args) const;
-  // Detaches everywhere and removes all pinned state (the next command starts afresh).
-  void reset() const;
-  const std::string& pin_dir() const { return pin_dir_; }
-
- private:
-  std::string binary_;
-  ScratchDir scratch_;
-  std::string pin_dir_;
-  std::string policy_file_;
-};
+// The tag of the benchmarks' scratch directories (/tmp/sluice-bench-<pid>-XXXXXX)
+// and sluice installations (pins in /sys/fs/bpf/sluice-bench-<pid>-<n>):
+// test::ScratchDir(kBenchTag), test::SluiceCli(kBenchTag). Their
+// constructors (and tools/bench.sh at its end) remove those of benchmark
+// processes that were killed before their destructors ran. (Namespaces and
+// processes are the Testbed's: tests/lib/netns.hpp cleans those.)
+inline constexpr const char* kBenchTag = "bench";
 
 // ---- the generator -------------------------------------------------------------------
 
@@ -209,5 +173,9 @@ class UdpSink {
 
 // Formats a number with a fixed number of decimals.
 std::string fixed(double v, int decimals);
+
+// Ends a benchmark that started at t0 (now_ns()): its section's "elapsed_s"
+// and a progress line "<label>: took N s".
+void record_elapsed(Json& section, const std::string& label, uint64_t t0);
 
 }  // namespace sluice::bench

@@ -66,7 +66,7 @@ struct Protection {
 
 class OverloadBed {
  public:
-  explicit OverloadBed(const Options& opt) : opt_(opt), sluice_(opt.build_dir) {
+  explicit OverloadBed(const Options& opt) : opt_(opt), scratch_(kBenchTag), sluice_(kBenchTag) {
     require_two_cpus();
     test::TestbedOptions o;
     o.ipv6 = false;
@@ -85,8 +85,8 @@ class OverloadBed {
   }
 
   test::Testbed& tb() { return *tb_; }
-  const SluiceInstall& sluice() const { return sluice_; }
-  const ScratchDir& scratch() const { return scratch_; }
+  const test::SluiceCli& sluice() const { return sluice_; }
+  const test::ScratchDir& scratch() const { return scratch_; }
   pid_t napi() const { return napi_; }
 
   // Starts a long-running process in the server namespace (stopped by stop_all()).
@@ -115,8 +115,8 @@ class OverloadBed {
 
  private:
   const Options& opt_;
-  ScratchDir scratch_;
-  SluiceInstall sluice_;
+  test::ScratchDir scratch_;
+  test::SluiceCli sluice_;
   std::unique_ptr<test::Testbed> tb_;
   std::vector<std::unique_ptr<test::Process>> procs_;  // before tb_ goes: declared after it
   pid_t client_napi_ = 0, napi_ = 0;
@@ -425,8 +425,7 @@ void overload(Report& report, const Options& opt) {
                        {"at_most", true}});
   }
   out["targets"] = targets;
-  out["elapsed_s"] = static_cast<double>(now_ns() - t0) / 1e9;
-  progress("overload: took " + fixed(out["elapsed_s"].get<double>(), 0) + " s");
+  record_elapsed(out, "overload", t0);
 }
 
 }  // namespace sluice::bench

@@ -35,6 +35,7 @@ namespace {
 constexpr uint16_t kUdpPort = 9;
 constexpr uint16_t kTcpPort = 80;
 constexpr uint32_t kSpoofBase = (198u << 24) | (19u << 16);  // 198.19.0.0
+constexpr const char* kTable = "sluicebench";                  // the nftables cases' table
 
 // One way of shedding, set up and torn down around each measurement.
 struct ShedCase {
@@ -55,10 +56,12 @@ struct Sample {
   double core_busy = 0;       // CPU 1 busy from /proc/stat: ours and everybody else's
 };
 
-// The network of the two benchmarks, and the runner of their cases.
+// The network of the two benchmarks, the cases they share, and the runner of
+// their cases.
 class ShedBed {
  public:
-  explicit ShedBed(const Options& opt) : sluice_(opt.build_dir) {
+  explicit ShedBed(const Options& opt)
+      : rounds_(opt.quick ? 3 : 7), seconds_(opt.quick ? 0.8 : 2.0), sluice_(kBenchTag) {
     require_two_cpus();
     test::TestbedOptions o;
     o.ipv6 = false;
@@ -82,8 +85,6 @@ class ShedBed {
   }
 
   test::Testbed& tb() { return *tb_; }
-  const SluiceInstall& sluice() const { return sluice_; }
-  Generator& generator() { return gen_; }
   const std::string& client_mac() const { return client_mac_; }
   const std::string& server_mac() const { return server_mac_; }
   uint64_t xdp_drops() {
@@ -123,8 +124,65 @@ class ShedBed {
     return s;
   }
 
+  // The first cases of both benchmarks: bare XDP drop (the baseline of every
+  // ratio), a native XDP program that reads the Ethernet, IPv4 and l4 ("UDP",
+  // "TCP") headers, then drops, and sluice attached in native XDP with one
+  // service, which `sluice SERVICE...` adds (e.g. {"service", "add", ...}).
+  std::vector<ShedCase> xdp_cases(const std::string& l4, const std::string& sluice_what,
+                                  const std::vector<std::string>& service) {
+    const std::string s = tb_->server_ns();
+    const int ifindex = tb_->server_ifindex();
+    const std::vector<std::string> attach = {"-n", s, "attach", tb_->server_dev(), "--mode", "native"};
+    return {
+        {"bare_xdp_drop", "baseline: native XDP program that only returns XDP_DROP",
+         "bpf_xdp_attach(server veth, xdp_drop of bpf/baseline.bpf.c, XDP_FLAGS_DRV_MODE)",
+         [s, ifindex] { attach_baseline(s, ifindex, true); }, [this] { return xdp_drops(); },
+         [] { return uint64_t{0}; }, [s, ifindex] { detach_xdp(s, ifindex); }},
+        {"xdp_read_drop", "reference: native XDP program that reads the Ethernet, IPv4 and " + l4 + " headers, then drops",
+         "bpf_xdp_attach(server veth, read_drop of bpf/traffic_gen.bpf.c, XDP_FLAGS_DRV_MODE)",
+         [this, s, ifindex] { attach_xdp(s, ifindex, gen_.read_drop_fd()); }, [this] { return xdp_drops(); },
+         [] { return uint64_t{0}; }, [s, ifindex] { detach_xdp(s, ifindex); }},
+        {"sluice", sluice_what, "sluice " + test::join(attach) + "\nsluice " + test::join(service),
+         [this, attach, service] {
+           sluice_.must(attach);
+           sluice_.must(service);
+         },
+         [this] { return xdp_drops(); }, [] { return uint64_t{0}; }, [this] { sluice_.reset(); }},
+    };
+  }
+
+  // A ruleset for the netdev ingress hook of the server veth: table kTable,
+  // an optional set (its declaration), and one rule that counts what it
+  // sheds in counter "shed".
+  std::string nft_rules(const std::string& set, const std::string& rule) const {
+    return std::string("table netdev ") + kTable + " {\n  counter shed {}\n" + set +
+           "  chain in {\n    type filter hook ingress device \"" + tb_->server_dev() +
+           "\" priority 0; policy accept;\n    " + rule + "\n  }\n}\n";
+  }
+
+  // Sheds with an nft_rules() ruleset: loaded for the case, table deleted after.
+  ShedCase nft_case(const std::string& name, const std::string& what, const std::string& rules) {
+    const std::string s = tb_->server_ns();
+    return {name,
+            what,
+            "nft -f - <<EOF\n" + rules + "EOF",
+            [s, rules] { nft(s, rules); },
+            [s] { return nft_counter(s, kTable, "shed"); },
+            [] { return uint64_t{0}; },
+            [s] { nft(s, std::string("delete table netdev ") + kTable + "\n"); }};
+  }
+
+  // Runs the cases in interleaved rounds on flow, then writes what both
+  // benchmarks report: the method (with the traffic), rounds, seconds per
+  // case, the commands (the testbed's, then extra_commands) and the rows,
+  // which it returns.
+  Json run(Json& out, const std::vector<ShedCase>& cases, const Generator::Flow& flow, const std::string& label,
+           const std::string& traffic, const std::vector<std::string>& extra_commands = {});
+
  private:
-  SluiceInstall sluice_;  // destroyed last: `sluice reset` once the devices are gone
+  int rounds_;
+  double seconds_;
+  test::SluiceCli sluice_;  // destroyed last: `sluice reset` once the devices are gone
   std::unique_ptr<test::Testbed> tb_;
   Generator gen_;
   std::string client_mac_, server_mac_;
@@ -233,100 +291,66 @@ std::string method_text(int rounds, double seconds) {
          " s per case (after 0.1 s warm-up), median; ratios: per round (cases seconds apart), then the median";
 }
 
+Json ShedBed::run(Json& out, const std::vector<ShedCase>& cases, const Generator::Flow& flow,
+                  const std::string& label, const std::string& traffic,
+                  const std::vector<std::string>& extra_commands) {
+  auto samples = run_rounds(*this, cases, flow, rounds_, seconds_, label);
+  out["method"] = method_text(rounds_, seconds_) + "; traffic: " + traffic;
+  out["rounds"] = rounds_;
+  out["seconds_per_case"] = seconds_;
+  out["commands"] = setup_commands(*tb_);
+  for (const auto& c : extra_commands) out["commands"].push_back(c);
+  Json rows = rows_json(cases, samples);
+  out["rows"] = rows;
+  return rows;
+}
+
 }  // namespace
 
 void shed_rate(Report& report, const Options& opt) {
   const uint64_t t0 = now_ns();
-  const int rounds = opt.quick ? 3 : 7;
-  const double seconds = opt.quick ? 0.8 : 2.0;
   ShedBed bed(opt);
   auto& tb = bed.tb();
-  const std::string s = tb.server_ns(), dev = tb.server_dev();
-  const int ifindex = tb.server_ifindex();
-  const std::string table = "sluicebench";
-  auto drop_table = [&] { nft(s, "delete table netdev " + table + "\n"); };
-  auto nft_rules = [&](const std::string& set, const std::string& rule) {
-    return "table netdev " + table + " {\n  counter shed {}\n" + set + "  chain in {\n    type filter hook ingress device \"" +
-           dev + "\" priority 0; policy accept;\n    " + rule + "\n  }\n}\n";
-  };
   const std::string port = std::to_string(kUdpPort);
-  const std::string limit_rules = nft_rules("", "udp dport " + port + " limit rate over 1000/second counter name \"shed\" drop");
-  const std::string meter_rules =
-      nft_rules("  set persrc { type ipv4_addr; size 65536; flags dynamic,timeout; timeout 60s; }\n",
-                "udp dport " + port + " update @persrc { ip saddr limit rate over 10/second } counter name \"shed\" drop");
-  const std::vector<std::string> sluice_attach = {"-n", s, "attach", dev, "--mode", "native"};
-  const std::vector<std::string> sluice_service = {"service", "add", "flood", "--proto", "udp", "--port", port,
-                                                   "--rate", "1000/s"};
-  auto sluice_how = [&] {
-    std::string a = "sluice", b = "sluice";
-    for (const auto& x : sluice_attach) a += " " + x;
-    for (const auto& x : sluice_service) b += " " + x;
-    return a + "\n" + b;
-  };
   std::optional<UdpSink> sink;
 
-  std::vector<ShedCase> cases = {
-      {"bare_xdp_drop", "baseline: native XDP program that only returns XDP_DROP",
-       "bpf_xdp_attach(server veth, xdp_drop of bpf/baseline.bpf.c, XDP_FLAGS_DRV_MODE)",
-       [&] { attach_baseline(s, ifindex, true); }, [&] { return bed.xdp_drops(); }, [] { return uint64_t{0}; },
-       [&] { detach_xdp(s, ifindex); }},
-      {"xdp_read_drop", "reference: native XDP program that reads the Ethernet, IPv4 and UDP headers, then drops",
-       "bpf_xdp_attach(server veth, read_drop of bpf/traffic_gen.bpf.c, XDP_FLAGS_DRV_MODE)",
-       [&] { attach_xdp(s, ifindex, bed.generator().read_drop_fd()); }, [&] { return bed.xdp_drops(); },
-       [] { return uint64_t{0}; }, [&] { detach_xdp(s, ifindex); }},
-      {"sluice", "sluice in native XDP, UDP service on port 9 at 1000/s: all but 1000/s dropped", sluice_how(),
-       [&] {
-         bed.sluice().must(sluice_attach);
-         bed.sluice().must(sluice_service);
-       },
-       [&] { return bed.xdp_drops(); }, [] { return uint64_t{0}; }, [&] { bed.sluice().reset(); }},
-      {"nft_limit_rate", "nftables netdev ingress hook: limit rate over 1000/second, drop", "nft -f - <<EOF\n" + limit_rules + "EOF",
-       [&] { nft(s, limit_rules); }, [&] { return nft_counter(s, table, "shed"); }, [] { return uint64_t{0}; },
-       drop_table},
-      {"nft_meter", "nftables netdev ingress hook: per-source meter (dynamic set), over 10/second per source dropped",
-       "nft -f - <<EOF\n" + meter_rules + "EOF", [&] { nft(s, meter_rules); },
-       [&] { return nft_counter(s, table, "shed"); }, [] { return uint64_t{0}; }, drop_table},
+  std::vector<ShedCase> cases =
+      bed.xdp_cases("UDP", "sluice in native XDP, UDP service on port 9 at 1000/s: all but 1000/s dropped",
+                    {"service", "add", "flood", "--proto", "udp", "--port", port, "--rate", "1000/s"});
+  cases.push_back(bed.nft_case(
+      "nft_limit_rate", "nftables netdev ingress hook: limit rate over 1000/second, drop",
+      bed.nft_rules("", "udp dport " + port + " limit rate over 1000/second counter name \"shed\" drop")));
+  cases.push_back(bed.nft_case(
+      "nft_meter", "nftables netdev ingress hook: per-source meter (dynamic set), over 10/second per source dropped",
+      bed.nft_rules("  set persrc { type ipv4_addr; size 65536; flags dynamic,timeout; timeout 60s; }\n",
+                    "udp dport " + port +
+                        " update @persrc { ip saddr limit rate over 10/second } counter name \"shed\" drop")));
+  cases.push_back(
       {"udp_app", "user-space UDP server on CPU 1: reads (recvmmsg, 64 at a time) and discards; reads counted",
        "a thread of sluice_bench: socket bound to the server address, port 9, SO_RCVBUF 4 MB, SCHED_FIFO like the "
        "NAPI thread",
-       [&] { sink.emplace(s, tb.server_ip4(), kUdpPort, kRxCpu, true); }, [&] { return sink->received(); },
-       [&] { return sink->cpu_ns(); }, [&] { sink.reset(); }},
-  };
+       [&] { sink.emplace(tb.server_ns(), tb.server_ip4(), kUdpPort, kRxCpu, true); },
+       [&] { return sink->received(); }, [&] { return sink->cpu_ns(); }, [&] { sink.reset(); }});
 
-  Generator::Flow flow;
-  flow.frame = udp_frame(bed.client_mac(), bed.server_mac(), tb.server_ip4(), kUdpPort);
-  flow.rewrite = Generator::Rewrite::Ipv4Source;
-  flow.src_base = kSpoofBase;
-  flow.src_count = 1024;
-  auto samples = run_rounds(bed, cases, flow, rounds, seconds, "shed rate");
-
+  const Generator::Flow flow{udp_frame(bed.client_mac(), bed.server_mac(), tb.server_ip4(), kUdpPort),
+                             Generator::Rewrite::Ipv4Source, kSpoofBase, 1024};
   Json& out = report.section("shed_rate");
-  out["method"] = method_text(rounds, seconds) + "; traffic: 64-byte UDP datagrams to port 9 from 1024 spoofed sources "
-                  "198.19.0.0/22";
-  out["rounds"] = rounds;
-  out["seconds_per_case"] = seconds;
-  out["commands"] = setup_commands(tb);
-  Json rows = rows_json(cases, samples);
-  out["rows"] = rows;
+  Json rows = bed.run(out, cases, flow, "shed rate",
+                      "64-byte UDP datagrams to port 9 from 1024 spoofed sources 198.19.0.0/22");
   out["targets"] = {
       target("shed rate: sluice >= 0.8x bare XDP drop", paired_ratio(rows, "sluice", "bare_xdp_drop"), 0.8),
       target("shed rate: sluice >= 6x nft limit rate", paired_ratio(rows, "sluice", "nft_limit_rate"), 6),
       target("shed rate: sluice >= 40x user-space UDP app", paired_ratio(rows, "sluice", "udp_app"), 40),
   };
   out["sluice_vs_read_drop"] = paired_ratio(rows, "sluice", "xdp_read_drop");
-  out["elapsed_s"] = static_cast<double>(now_ns() - t0) / 1e9;
-  progress("shed rate: took " + fixed(out["elapsed_s"].get<double>(), 0) + " s");
+  record_elapsed(out, "shed rate", t0);
 }
 
 void syn_flood(Report& report, const Options& opt) {
   const uint64_t t0 = now_ns();
-  const int rounds = opt.quick ? 3 : 7;
-  const double seconds = opt.quick ? 0.8 : 2.0;
   ShedBed bed(opt);
   auto& tb = bed.tb();
-  const std::string s = tb.server_ns(), dev = tb.server_dev();
-  const int ifindex = tb.server_ifindex();
-  const std::string table = "sluicebench";
+  const std::string s = tb.server_ns();
   tb.sysctl(s, "net.ipv4.tcp_syncookies", "2");  // every SYN answered by a cookie: the kernel's cheapest path
   // The listening server: unmodified, idle (no handshake ever completes).
   std::string capsrv = opt.build_dir + "/tools/capsrv";
@@ -336,67 +360,32 @@ void syn_flood(Report& report, const Options& opt) {
     throw std::runtime_error("capsrv did not start: " + server.stderr_text());
 
   const std::string port = std::to_string(kTcpPort);
-  const std::string nft_rules = "table netdev " + table + " {\n  counter shed {}\n  chain in {\n    type filter hook ingress device \"" +
-                                dev + "\" priority 0; policy accept;\n    tcp dport " + port +
-                                " tcp flags & (syn | ack) == syn limit rate over 1000/second counter name \"shed\" drop\n  }\n}\n";
-  const std::vector<std::string> sluice_attach = {"-n", s, "attach", dev, "--mode", "native"};
-  const std::vector<std::string> sluice_service = {"service", "add", "web", "--port", port, "--rate", "1000/s",
-                                                   "--reject", "drop"};
-  std::string sluice_how = "sluice", svc_how = "sluice";
-  for (const auto& x : sluice_attach) sluice_how += " " + x;
-  for (const auto& x : sluice_service) svc_how += " " + x;
+  std::vector<ShedCase> cases = bed.xdp_cases(
+      "TCP", "sluice in native XDP, TCP service on port 80 at 1000/s, --reject drop: SYNs over the limit dropped",
+      {"service", "add", "web", "--port", port, "--rate", "1000/s", "--reject", "drop"});
+  cases.push_back({"syn_cookies", "no filter: the kernel answers every SYN with a SYN cookie; cookies sent counted",
+                   "sysctl net.ipv4.tcp_syncookies=2 (server netns); counted: TcpExt SyncookiesSent", [] {},
+                   [&] { return net_stat(s, "TcpExt", "SyncookiesSent"); }, [] { return uint64_t{0}; }, [] {}});
+  cases.push_back(bed.nft_case(
+      "nft_limit_rate", "nftables netdev ingress hook: SYNs to port 80 over 1000/second dropped",
+      bed.nft_rules("", "tcp dport " + port +
+                            " tcp flags & (syn | ack) == syn limit rate over 1000/second counter name \"shed\" drop")));
 
-  std::vector<ShedCase> cases = {
-      {"bare_xdp_drop", "baseline: native XDP program that only returns XDP_DROP",
-       "bpf_xdp_attach(server veth, xdp_drop of bpf/baseline.bpf.c, XDP_FLAGS_DRV_MODE)",
-       [&] { attach_baseline(s, ifindex, true); }, [&] { return bed.xdp_drops(); }, [] { return uint64_t{0}; },
-       [&] { detach_xdp(s, ifindex); }},
-      {"xdp_read_drop", "reference: native XDP program that reads the Ethernet, IPv4 and TCP headers, then drops",
-       "bpf_xdp_attach(server veth, read_drop of bpf/traffic_gen.bpf.c, XDP_FLAGS_DRV_MODE)",
-       [&] { attach_xdp(s, ifindex, bed.generator().read_drop_fd()); }, [&] { return bed.xdp_drops(); },
-       [] { return uint64_t{0}; }, [&] { detach_xdp(s, ifindex); }},
-      {"sluice", "sluice in native XDP, TCP service on port 80 at 1000/s, --reject drop: SYNs over the limit dropped",
-       sluice_how + "\n" + svc_how,
-       [&] {
-         bed.sluice().must(sluice_attach);
-         bed.sluice().must(sluice_service);
-       },
-       [&] { return bed.xdp_drops(); }, [] { return uint64_t{0}; }, [&] { bed.sluice().reset(); }},
-      {"syn_cookies", "no filter: the kernel answers every SYN with a SYN cookie; cookies sent counted",
-       "sysctl net.ipv4.tcp_syncookies=2 (server netns); counted: TcpExt SyncookiesSent", [] {},
-       [&] { return net_stat(s, "TcpExt", "SyncookiesSent"); }, [] { return uint64_t{0}; }, [] {}},
-      {"nft_limit_rate", "nftables netdev ingress hook: SYNs to port 80 over 1000/second dropped",
-       "nft -f - <<EOF\n" + nft_rules + "EOF", [&] { nft(s, nft_rules); },
-       [&] { return nft_counter(s, table, "shed"); }, [] { return uint64_t{0}; },
-       [&] { nft(s, "delete table netdev " + table + "\n"); }},
-  };
-
-  Generator::Flow flow;
-  flow.frame = syn_frame(bed.client_mac(), bed.server_mac(), tb.server_ip4(), kTcpPort);
-  flow.rewrite = Generator::Rewrite::Syn;
-  flow.src_base = kSpoofBase;
-  flow.src_count = 65536;
-  auto samples = run_rounds(bed, cases, flow, rounds, seconds, "syn flood");
-
+  const Generator::Flow flow{syn_frame(bed.client_mac(), bed.server_mac(), tb.server_ip4(), kTcpPort),
+                             Generator::Rewrite::Syn, kSpoofBase, 65536};
   Json& out = report.section("syn_flood");
-  out["method"] = method_text(rounds, seconds) +
-                  "; traffic: TCP SYNs (MSS option, valid checksums) from 65536 spoofed sources 198.19.0.0/16, fresh "
-                  "source port and ISN per SYN, to capsrv listening on port 80; SYN-ACKs routed back to the client veth "
-                  "(xdp_drop there)";
-  out["rounds"] = rounds;
-  out["seconds_per_case"] = seconds;
-  out["commands"] = setup_commands(tb);
-  out["commands"].push_back("sysctl net.ipv4.tcp_syncookies=2 (server netns)");
-  out["commands"].push_back("taskset -c " + std::to_string(kRxCpu) + " capsrv --listen SERVER_IP:" +
-                            std::to_string(kTcpPort) + " --workers 1 --service-time 0   (the listening server)");
-  Json rows = rows_json(cases, samples);
-  out["rows"] = rows;
+  Json rows = bed.run(out, cases, flow, "syn flood",
+                      "TCP SYNs (MSS option, valid checksums) from 65536 spoofed sources 198.19.0.0/16, fresh source "
+                      "port and ISN per SYN, to capsrv listening on port 80; SYN-ACKs routed back to the client veth "
+                      "(xdp_drop there)",
+                      {"sysctl net.ipv4.tcp_syncookies=2 (server netns)",
+                       "taskset -c " + std::to_string(kRxCpu) + " capsrv --listen SERVER_IP:" +
+                           std::to_string(kTcpPort) + " --workers 1 --service-time 0   (the listening server)"});
   out["targets"] = {
       target("SYN flood: sluice >= 20x the SYN-cookie path", paired_ratio(rows, "sluice", "syn_cookies"), 20)};
   out["sluice_vs_nft"] = paired_ratio(rows, "sluice", "nft_limit_rate");
   out["sluice_vs_read_drop"] = paired_ratio(rows, "sluice", "xdp_read_drop");
-  out["elapsed_s"] = static_cast<double>(now_ns() - t0) / 1e9;
-  progress("syn flood: took " + fixed(out["elapsed_s"].get<double>(), 0) + " s");
+  record_elapsed(out, "syn flood", t0);
 }
 
 }  // namespace sluice::bench

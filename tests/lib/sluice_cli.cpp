@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -19,8 +20,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kPinPrefix = "/sys/fs/bpf/sluice-e2e-";
-constexpr const char* kScratchPrefix = "/tmp/sluice-e2e-";
+// "sluice-<tag>-", the start of every name of that tag.
+std::string name_prefix(const std::string& tag)
+{
+    if (tag.empty() || !std::all_of(tag.begin(), tag.end(), [](unsigned char c) { return std::isalnum(c); }))
+        throw std::invalid_argument("sluice-<tag>- names: tag '" + tag + "' is not letters and digits");
+    return "sluice-" + tag + "-";
+}
+
+std::string pin_prefix(const std::string& tag) { return "/sys/fs/bpf/" + name_prefix(tag); }
+std::string scratch_prefix(const std::string& tag) { return "/tmp/" + name_prefix(tag); }
 
 std::atomic<int> g_next_pin_dir{0};
 
@@ -51,7 +60,7 @@ std::string build_dir()
     std::error_code ec;
     fs::path exe = fs::read_symlink("/proc/self/exe", ec);
     if (ec) throw std::runtime_error("cannot read /proc/self/exe: " + ec.message());
-    // <build>/tests/<binary>
+    // <build>/tests/<binary>, <build>/bench/<binary>
     return exe.parent_path().parent_path().string();
 }
 
@@ -59,9 +68,9 @@ std::string sluice_binary() { return build_dir() + "/sluice"; }
 
 std::string tool_binary(const std::string& name) { return build_dir() + "/tools/" + name; }
 
-ScratchDir::ScratchDir()
+ScratchDir::ScratchDir(const std::string& tag)
 {
-    std::string tmpl = std::string(kScratchPrefix) + std::to_string(getpid()) + "-XXXXXX";
+    std::string tmpl = scratch_prefix(tag) + std::to_string(getpid()) + "-XXXXXX";
     if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp " + tmpl + ": " + std::strerror(errno));
     path_ = tmpl;
 }
@@ -101,13 +110,14 @@ std::string read_file(const std::string& path)
     return text.str();
 }
 
-std::vector<std::string> remove_stale_installations()
+std::vector<std::string> remove_stale_installations(const std::string& tag)
 {
+    const std::string pins = pin_prefix(tag), scratch = scratch_prefix(tag);
     std::vector<std::string> removed;
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator("/sys/fs/bpf", ec)) {
         std::string path = entry.path().string();
-        pid_t pid = owner_of(path, kPinPrefix);
+        pid_t pid = owner_of(path, pins);
         if (pid <= 0 || !process_gone(pid)) continue;
         reset_pins(path);  // detaches what it can; the namespaces may be gone already
         std::error_code rm;
@@ -116,7 +126,7 @@ std::vector<std::string> remove_stale_installations()
     }
     for (const auto& entry : fs::directory_iterator("/tmp", ec)) {
         std::string path = entry.path().string();
-        pid_t pid = owner_of(path, kScratchPrefix);
+        pid_t pid = owner_of(path, scratch);
         if (pid <= 0 || !process_gone(pid)) continue;
         std::error_code rm;
         fs::remove_all(path, rm);
@@ -125,10 +135,10 @@ std::vector<std::string> remove_stale_installations()
     return removed;
 }
 
-SluiceCli::SluiceCli()
+SluiceCli::SluiceCli(const std::string& tag) : scratch_(tag)
 {
-    remove_stale_installations();
-    pin_dir_ = std::string(kPinPrefix) + std::to_string(getpid()) + "-" + std::to_string(g_next_pin_dir++);
+    remove_stale_installations(tag);
+    pin_dir_ = pin_prefix(tag) + std::to_string(getpid()) + "-" + std::to_string(g_next_pin_dir++);
     // Left over from an earlier test of this process that could not clean up.
     if (fs::exists(pin_dir_)) {
         reset_pins(pin_dir_);
@@ -157,6 +167,13 @@ std::vector<std::string> SluiceCli::command(const std::vector<std::string>& args
                                      "SLUICE_POLICY_FILE=" + policy_file_, sluice_binary()};
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
+}
+
+void SluiceCli::reset() const
+{
+    if (fs::exists(pin_dir_)) must({"reset"});
+    std::error_code ec;
+    fs::remove(policy_file_, ec);
 }
 
 RunResult SluiceCli::run(const std::vector<std::string>& args, Millis timeout) const

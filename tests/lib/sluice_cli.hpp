@@ -1,8 +1,11 @@
 // Running the real `sluice` binary from end-to-end tests, against a private
 // installation: its own pin directory in the host's bpffs and its own policy
 // file in a scratch directory, both removed again however the test ends.
+// The benchmarks (bench/) use the same classes with the tag "bench" in the
+// names instead of "e2e", so that tools/bench.sh can tell theirs apart.
 //
 //   sluice::test::SluiceCli cli;                       // /sys/fs/bpf/sluice-e2e-<pid>-<n>
+//   sluice::test::SluiceCli bench_cli("bench");        // /sys/fs/bpf/sluice-bench-<pid>-<n>
 //   cli.must({"-n", tb.server_ns(), "attach", tb.server_dev()});
 //   cli.must({"service", "add", "web", "--port", "8080", "--rate", "100/s"});
 //   auto stats = cli.json({"stats", "--json"});
@@ -20,17 +23,22 @@
 
 namespace sluice::test {
 
-// The build directory the running test binary belongs to: <build> for
-// <build>/tests/<binary>. Tools and the sluice binary live next to it.
+// The build directory the running binary belongs to: <build> for
+// <build>/tests/<binary> or <build>/bench/<binary>. Tools and the sluice
+// binary live next to it.
 std::string build_dir();
 std::string sluice_binary();                      // <build>/sluice
 std::string tool_binary(const std::string& name);  // <build>/tools/<name>
 
-// A fresh directory /tmp/sluice-e2e-<pid>-XXXXXX, removed with everything in
-// it when the object goes.
+// The tag in the names of scratch and pin directories of the tests.
+inline constexpr const char* kE2eTag = "e2e";
+
+// A fresh directory /tmp/sluice-<tag>-<pid>-XXXXXX, removed with everything
+// in it when the object goes. tag: letters and digits (std::invalid_argument
+// otherwise).
 class ScratchDir {
 public:
-    ScratchDir();
+    explicit ScratchDir(const std::string& tag = kE2eTag);
     ~ScratchDir();
     ScratchDir(const ScratchDir&) = delete;
     ScratchDir& operator=(const ScratchDir&) = delete;
@@ -52,12 +60,13 @@ bool contains(const std::string& haystack, const std::string& needle);
 // is one line.
 bool one_line(const std::string& s);
 
-// The sluice binary with SLUICE_PIN_DIR and SLUICE_POLICY_FILE of its own.
+// The sluice binary with SLUICE_PIN_DIR (/sys/fs/bpf/sluice-<tag>-<pid>-<n>)
+// and SLUICE_POLICY_FILE (in a ScratchDir of the same tag) of its own.
 // The destructor runs `sluice reset` (detaching wherever this installation
 // is attached) and removes the pin directory and the policy file's directory.
 class SluiceCli {
 public:
-    SluiceCli();
+    explicit SluiceCli(const std::string& tag = kE2eTag);
     ~SluiceCli();
     SluiceCli(const SluiceCli&) = delete;
     SluiceCli& operator=(const SluiceCli&) = delete;
@@ -79,17 +88,21 @@ public:
     // `sluice ARGS...` on this installation as argv, for a Process: the
     // commands a test runs in the background, signals or kills itself.
     std::vector<std::string> command(const std::vector<std::string>& args) const;
+    // Detaches everywhere and removes the pinned state (`sluice reset`, which
+    // throws like must() if it fails) and the policy file: the next command
+    // starts afresh, as on a new installation.
+    void reset() const;
 
 private:
-
     ScratchDir scratch_;
     std::string pin_dir_;
     std::string policy_file_;
 };
 
-// Pin directories /sys/fs/bpf/sluice-e2e-<pid>-<n> and scratch directories
-// /tmp/sluice-e2e-<pid>-* whose process is gone (a test that was killed):
-// reset with the CLI and removed. SluiceCli's constructor calls it.
-std::vector<std::string> remove_stale_installations();
+// Pin directories /sys/fs/bpf/sluice-<tag>-<pid>-<n> and scratch directories
+// /tmp/sluice-<tag>-<pid>-* whose process is gone (a test or benchmark that
+// was killed): reset with the CLI and removed. SluiceCli's constructor calls
+// it for its tag. Returns the paths removed.
+std::vector<std::string> remove_stale_installations(const std::string& tag = kE2eTag);
 
 }  // namespace sluice::test
