@@ -198,15 +198,16 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   }
   saturated_once_ |= queueing_;
 
-  // Until the service first shows a queue, a refusal doubles the limit (as
-  // TCP's slow start), but only while response times sit at the floor: once
-  // they start to rise the service is near its capacity, and doubling would
-  // overshoot it (TCP's HyStart leaves slow start on rising delay too).
-  // (The latest tick itself: the smoothed time lags a queue by a few ticks.)
+  // A refusal grows the limit only while response times sit at the floor:
+  // once they start to rise the service is near its capacity, and growing
+  // would overshoot it into a queue before the smoothed time shows one (TCP's
+  // HyStart leaves slow start on rising delay too). Until the service first
+  // shows a queue the limit doubles (as TCP's slow start), after that it
+  // grows by sqrt(L). (The latest tick itself: the smoothed time lags.)
   bool flat = floor_known && std::max(tick_rt, recent_rt_us_) <= floor_us_now * kSlowStartExit;
-  uint64_t step = !saturated_once_ && flat
-                      ? std::max<uint64_t>(1, learned_)
-                      : std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(std::sqrt(learned_))));
+  uint64_t step = !flat              ? 0
+                  : !saturated_once_ ? std::max<uint64_t>(1, learned_)
+                                     : std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(std::sqrt(learned_))));
   // Without a queue, Little's law sees only the current concurrency: while
   // answers are as fast as ever, keep twice that as room for the load's
   // bursts (once they slow down, the service is near what it can take).
