@@ -290,32 +290,41 @@ TEST(Adaptive, RefusedRequestsGetAResetTheClientAccepts) {
   EXPECT_EQ(t.pair("web", "default").verdict[SL_R_BREAKER], 1u);
 }
 
-TEST(Adaptive, HalfOpenAdmitsExactlyTheProbeBudget) {
-  XdpTester t(tracked_policy());
+namespace {
+
+// `web` with its breaker half-open and a budget of `probes`.
+sl_control half_open(XdpTester& t, uint64_t probes) {
   t.set_now(kT0);
   t.set_heartbeat(kT0);
   sl_control ctl{};
   ctl.breaker_state = SL_BREAKER_HALF_OPEN;
-  ctl.probe_limit = 3;
+  ctl.probe_limit = probes;
   t.set_control("web", ctl);
-  int admitted = 0;
-  for (int i = 0; i < 10; i++) {
+  return ctl;
+}
+
+// How many of `count` new connections from fresh client ports pass.
+int syns_passed(XdpTester& t, int count, uint16_t first_port) {
+  int passed = 0;
+  for (int i = 0; i < count; i++) {
     Conn c;
-    c.port = static_cast<uint16_t>(41000 + i);
-    admitted += t.run(c.syn()).action == XDP_PASS;
+    c.port = static_cast<uint16_t>(first_port + i);
+    passed += t.run(c.syn()).action == XDP_PASS;
   }
-  EXPECT_EQ(admitted, 3);
+  return passed;
+}
+
+}  // namespace
+
+TEST(Adaptive, HalfOpenAdmitsExactlyTheProbeBudget) {
+  XdpTester t(tracked_policy());
+  sl_control ctl = half_open(t, 3);
+  EXPECT_EQ(syns_passed(t, 10, 41000), 3);
   EXPECT_EQ(t.pair("web", "default").verdict[SL_R_BREAKER], 7u);
   // The controller grants more probes by raising the limit past the counter.
   ctl.probe_limit = t.observe("web").probes_admitted + 2;
   t.set_control("web", ctl);
-  admitted = 0;
-  for (int i = 0; i < 5; i++) {
-    Conn c;
-    c.port = static_cast<uint16_t>(42000 + i);
-    admitted += t.run(c.syn()).action == XDP_PASS;
-  }
-  EXPECT_EQ(admitted, 2);
+  EXPECT_EQ(syns_passed(t, 5, 42000), 2);
 }
 
 // Probes are for work that reaches the service: connections the static
@@ -325,19 +334,8 @@ TEST(Adaptive, WorkRefusedByTheBucketsSpendsNoProbes) {
   p.services[0].rate = Rate{1, 1};
   p.services[0].burst = 2;
   XdpTester t(p);
-  t.set_now(kT0);
-  t.set_heartbeat(kT0);
-  sl_control ctl{};
-  ctl.breaker_state = SL_BREAKER_HALF_OPEN;
-  ctl.probe_limit = 3;
-  t.set_control("web", ctl);
-  int admitted = 0;
-  for (int i = 0; i < 10; i++) {
-    Conn c;
-    c.port = static_cast<uint16_t>(43000 + i);
-    admitted += t.run(c.syn()).action == XDP_PASS;
-  }
-  EXPECT_EQ(admitted, 2);  // the bucket's burst
+  half_open(t, 3);
+  EXPECT_EQ(syns_passed(t, 10, 43000), 2);  // the bucket's burst
   EXPECT_EQ(t.observe("web").probes_admitted, 2u);
   EXPECT_EQ(t.pair("web", "default").verdict[SL_R_TENANT_LIMIT], 8u);
   EXPECT_EQ(t.pair("web", "default").verdict[SL_R_BREAKER], 0u);
