@@ -57,12 +57,13 @@ static __always_inline int flow_move(struct sl_flow *f, __u32 from, __u32 to)
 }
 
 /* Bring the flow `key` from idle (or absent) into `state`; 1 if this CPU
- * did, so only it counts the new in-flight slot. */
-static __always_inline int flow_enter(const struct sl_flow_key *key, __u32 state, __u32 service_id,
-				      __u32 tenant_id, __u32 level, __u64 now)
+ * did, so only it counts the new in-flight slot. `f` is the flow if the
+ * caller has looked it up already, else 0 (looked up here). */
+static __always_inline int flow_enter(const struct sl_flow_key *key, struct sl_flow *f, __u32 state,
+				      __u32 service_id, __u32 tenant_id, __u32 level, __u64 now)
 {
-	struct sl_flow *f = bpf_map_lookup_elem(&flows, key);
-
+	if (!f)
+		f = bpf_map_lookup_elem(&flows, key);
 	if (!f) {
 		struct sl_flow fresh = { .started_ns = now, .state = state, .service_id = service_id,
 					 .tenant_id = tenant_id, .level = level };
@@ -81,7 +82,7 @@ static __always_inline int flow_enter(const struct sl_flow_key *key, __u32 state
 static __always_inline void connection_reserve(const struct sl_flow_key *key, __u32 service_id, __u32 tenant_id,
 					       __u32 level, __u64 now)
 {
-	if (flow_enter(key, SL_FLOW_RESERVED, service_id, tenant_id, level, now))
+	if (flow_enter(key, 0, SL_FLOW_RESERVED, service_id, tenant_id, level, now))
 		inflight_add(service_id, 1);
 }
 
@@ -103,29 +104,40 @@ static __always_inline int request_claim(struct sl_flow *f, __u64 now)
 	return 1;
 }
 
-/* A newly admitted request on an idle (or new) flow. */
-static __always_inline void request_begin(const struct sl_flow_key *key, __u32 service_id, __u32 tenant_id,
-					  __u32 level, __u64 now)
+/* A newly admitted request on an idle (or new) flow; `f` as for flow_enter. */
+static __always_inline void request_begin(const struct sl_flow_key *key, struct sl_flow *f, __u32 service_id,
+					  __u32 tenant_id, __u32 level, __u64 now)
 {
-	if (!flow_enter(key, SL_FLOW_PENDING, service_id, tenant_id, level, now))
+	if (!flow_enter(key, f, SL_FLOW_PENDING, service_id, tenant_id, level, now))
 		return; /* another CPU started it: that one counts */
 	inflight_add(service_id, 1);
 	count_started(service_id);
 }
 
-/* The server sent payload: the first byte of the pending request's answer. */
+/* Back to idle, giving up the flow's in-flight slot. Returns whether that
+ * slot held a request (pending), rather than a connection's reservation or
+ * nothing (another CPU released it first). */
+static __always_inline int flow_release_request(struct sl_flow *f)
+{
+	if (flow_move(f, SL_FLOW_RESERVED, SL_FLOW_IDLE)) {
+		inflight_add(f->service_id, -1);
+		return 0;
+	}
+	if (!flow_move(f, SL_FLOW_PENDING, SL_FLOW_IDLE))
+		return 0;
+	inflight_add(f->service_id, -1);
+	return 1;
+}
+
+/* The server sent payload: the first byte of the pending request's answer
+ * (if the server spoke first, the connection's reservation is released). */
 static __always_inline void request_answered(struct sl_flow *f, const struct sl_service *svc, __u64 now,
 					     int server_error)
 {
 	__u64 started = f->started_ns;
 
-	if (flow_move(f, SL_FLOW_RESERVED, SL_FLOW_IDLE)) {
-		inflight_add(f->service_id, -1); /* the server spoke first: no request */
+	if (!flow_release_request(f))
 		return;
-	}
-	if (!flow_move(f, SL_FLOW_PENDING, SL_FLOW_IDLE))
-		return;
-	inflight_add(f->service_id, -1);
 	struct sl_obs_counters *c = obs_counters(f->service_id);
 	if (!c)
 		return;
@@ -144,13 +156,8 @@ static __always_inline void request_answered(struct sl_flow *f, const struct sl_
 /* The flow ends (FIN or RST): release its slot; a pending request is aborted. */
 static __always_inline void flow_closed(struct sl_flow *f, int by_server)
 {
-	if (flow_move(f, SL_FLOW_RESERVED, SL_FLOW_IDLE)) {
-		inflight_add(f->service_id, -1);
+	if (!flow_release_request(f))
 		return;
-	}
-	if (!flow_move(f, SL_FLOW_PENDING, SL_FLOW_IDLE))
-		return;
-	inflight_add(f->service_id, -1);
 	struct sl_obs_counters *c = obs_counters(f->service_id);
 	if (!c)
 		return;

@@ -126,7 +126,7 @@ static __always_inline int track_client_segment(const struct judged *j)
 		return reject(j->ctx, j->svc, pkt, j->g);
 	}
 	j->t->reason = SL_R_REQUEST;
-	request_begin(&key, j->service_id, j->tenant_id, level, now);
+	request_begin(&key, f, j->service_id, j->tenant_id, level, now);
 	j->counters->verdict[SL_R_REQUEST]++;
 	return XDP_PASS;
 }
@@ -161,7 +161,7 @@ static __always_inline int admit_unit(const struct judged *j)
 		struct sl_flow_key key = {};
 		flow_key_from_client(&key, j->pkt);
 		if (j->pkt->l4proto == IPPROTO_UDP)
-			request_begin(&key, j->service_id, j->tenant_id, level, now); /* a datagram is a request */
+			request_begin(&key, 0, j->service_id, j->tenant_id, level, now); /* a datagram is a request */
 		else
 			connection_reserve(&key, j->service_id, j->tenant_id, level, now);
 	}
