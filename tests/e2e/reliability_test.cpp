@@ -16,6 +16,7 @@
 //   SLUICE_RELIABILITY_RESTART_SECONDS=30 (a longer run after the controller restart)
 //   SLUICE_RELIABILITY_SEED=N fixes the random kill points (otherwise printed).
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -1108,9 +1109,13 @@ void flood_of_new_flows()
             fmt("%.0f", inflight_peak) + "; back to 0 " + (settled ? fmt("%.2f s after the load", settle_s) : "never") +
             "; reconciliation log:" + (leaks.empty() ? " none" : leaks));
 
-    // The table filled and the LRU kept it bounded.
+    // The table filled and the LRU kept it bounded. The kernel's LRU frees
+    // room in batches of up to 128 entries per CPU before it is full, so a
+    // sampled peak may sit that far below flow_entries (here 937 to 987).
+    const size_t lru_batches = 128 * size_t(libbpf_num_possible_cpus());
     EXPECT_LE(peak, size_t(kFlows)) << "the flow table held more flows than flow_entries";
-    EXPECT_GE(peak, size_t(0.9 * kFlows)) << "the flood did not fill the flow table";
+    EXPECT_GE(peak, size_t(kFlows) - std::min(size_t(kFlows) / 2, lru_batches))
+        << "the flood did not fill the flow table";
     // Evicted pending flows leaked slots, which the controller found.
     EXPECT_FALSE(leaks.empty()) << "no in-flight slot was reconciled: nothing was evicted";
     EXPECT_TRUE(settled) << ctl.page();
