@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <set>
@@ -306,6 +307,23 @@ TEST(Compile, MergedSourceTrieAnswersBothQuestions) {
     back.maps = p.maps;
     normalize(p);
     EXPECT_EQ(back, p);
+  }
+}
+
+// validate() lets sre_k miss a thousandth by a rounding error (1.001 has no
+// exact double); the policy kept must still be the one the file reads back.
+// Found by cli_fuzz: --sre-k 1.0000000001 was kept whole and saved as 1.000.
+TEST(PolicyFile, SreKWithinRoundingOfAThousandthIsKeptAsThatThousandth) {
+  for (double given : {1.0000000001, 1.0009999999, 2.5, 9.999}) {
+    Policy p;
+    Service s = web();
+    s.tuning.breaker = BreakerKind::Sre;
+    s.tuning.sre_k = given;
+    p.services.push_back(s);
+    validate(p);
+    normalize(p);
+    EXPECT_EQ(p.services[0].tuning.sre_k, std::round(given * 1000) / 1000) << given;
+    EXPECT_EQ(parse_policy(to_toml(p), "p.toml"), p) << given;
   }
 }
 

@@ -223,6 +223,10 @@ void normalize(Policy& p) {
   std::sort(p.limits.begin(), p.limits.end(),
             [](const Limit& a, const Limit& b) { return std::tie(a.service, a.tenant) < std::tie(b.service, b.tenant); });
   std::sort(p.deny.begin(), p.deny.end());
+  // validate() takes any sre_k within a rounding error of thousandths (1.001
+  // has no exact double); keep the thousandth itself, which is what the
+  // kernel and the policy file hold, so the file reads back to this policy.
+  for (auto& s : p.services) s.tuning.sre_k = std::round(s.tuning.sre_k * 1000) / 1000;
 }
 
 const char* to_string(Proto p) { return kProtoWords[static_cast<int>(p)]; }

@@ -127,8 +127,8 @@ class PolicyError : public UsageError {
 // problem (the service, tenant or prefix, and the field). Never changes it.
 void validate(const Policy& policy);
 
-// Canonical order (services, tenants by name; prefixes sorted) so two equal
-// policies serialize identically.
+// Canonical order (services, tenants by name; prefixes sorted) and values
+// (sre_k in exact thousandths) so two equal policies serialize identically.
 void normalize(Policy& policy);
 
 const char* to_string(Proto p);
