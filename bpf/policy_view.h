@@ -46,8 +46,9 @@ static __always_inline struct sl_source_class classify_source(const struct polic
 		void *table = slot_map(&pol_src4_table, pv->slot);
 		if (!table)
 			return none;
-		__u32 addr = (__u32)pkt->saddr[12] << 24 | (__u32)pkt->saddr[13] << 16 |
-			     (__u32)pkt->saddr[14] << 8 | pkt->saddr[15];
+		__be32 wire;
+		__builtin_memcpy(&wire, pkt->saddr + 12, 4);
+		__u32 addr = bpf_ntohl(wire);
 		__u32 index = addr >> 16;
 		__u32 *entry = bpf_map_lookup_elem(table, &index);
 		if (entry && (*entry & SL_SRC4_NEXT)) {
