@@ -26,6 +26,14 @@
 #include "policy_view.h"
 #include "reply.h"
 
+/* Record a step of the decision in test builds; for the verifier these are
+ * dead stores everywhere else and vanish. */
+#define TRACE(t, field, value)              \
+	do {                                \
+		if (sl_config.trace)        \
+			(t)->field = (value); \
+	} while (0)
+
 /* A plain SYN opens a connection. SYN+FIN and SYN+RST open nothing (the
  * stack discards them): they pass uncharged and are never answered. */
 static __always_inline int is_new_connection(const struct packet *pkt)
@@ -92,7 +100,7 @@ static __always_inline int track_client_segment(const struct judged *j)
 	 * clients do this): the request counts, the FIN ends nothing. */
 	int closing = (pkt->tcp_flags & TCP_FL_RST) || ((pkt->tcp_flags & TCP_FL_FIN) && pkt->tcp_payload == 0);
 
-	j->t->reason = SL_R_PASSED;
+	TRACE(j->t, reason, SL_R_PASSED);
 	if (!closing && pkt->tcp_payload == 0) {
 		j->counters->verdict[SL_R_PASSED]++;
 		return XDP_PASS; /* a pure ACK says nothing about requests */
@@ -111,7 +119,7 @@ static __always_inline int track_client_segment(const struct judged *j)
 
 	__u64 now = precise_clock();
 	if (f && request_claim(f, now)) {
-		j->t->reason = SL_R_REQUEST; /* admitted with its connection */
+		TRACE(j->t, reason, SL_R_REQUEST); /* admitted with its connection */
 		j->counters->verdict[SL_R_REQUEST]++;
 		return XDP_PASS;
 	}
@@ -120,12 +128,12 @@ static __always_inline int track_client_segment(const struct judged *j)
 	enum sl_reason reason = adaptive_check(j->pv, j->service_id, level, now, j->g, &gate);
 	if (reason == SL_R_ADMITTED)
 		reason = adaptive_claim_probe(&gate);
-	j->t->reason = reason;
+	TRACE(j->t, reason, reason);
 	if (reason != SL_R_ADMITTED && reason < SL_R__COUNT && refused(j->service_id, j->svc, reason)) {
 		j->counters->verdict[reason]++;
 		return reject(j->ctx, j->svc, pkt, j->g);
 	}
-	j->t->reason = SL_R_REQUEST;
+	TRACE(j->t, reason, SL_R_REQUEST);
 	request_begin(&key, f, j->service_id, j->tenant_id, level, now);
 	j->counters->verdict[SL_R_REQUEST]++;
 	return XDP_PASS;
@@ -149,7 +157,7 @@ static __always_inline int admit_unit(const struct judged *j)
 		reason = admit_static(j->pv, j->svc, j->service_id, j->pair, j->pkt);
 	if (reason == SL_R_ADMITTED)
 		reason = adaptive_claim_probe(&gate);
-	j->t->reason = reason;
+	TRACE(j->t, reason, reason);
 	if (reason >= SL_R__COUNT)
 		return XDP_PASS;
 	if (reason != SL_R_ADMITTED && refused(j->service_id, j->svc, reason)) {
@@ -179,7 +187,7 @@ static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *
 
 #define FATE(counter, verdict) \
 	do {                    \
-		t->global = counter; \
+		TRACE(t, global, counter); \
 		count(g, counter); \
 		return verdict;    \
 	} while (0)
@@ -198,7 +206,7 @@ static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *
 			d->packets++;
 			d->bytes += data_end - data;
 		}
-		t->deny_id = source.deny_id;
+		TRACE(t, deny_id, source.deny_id);
 		FATE(SL_G_DENIED, XDP_DROP);
 	}
 
@@ -218,14 +226,14 @@ static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *
 		FATE(SL_G_OUT_OF_RANGE, XDP_PASS); /* the CLI never lets this happen */
 #undef FATE
 
-	t->service_id = service_id;
-	t->tenant_id = source.tenant_id;
+	TRACE(t, service_id, service_id);
+	TRACE(t, tenant_id, source.tenant_id);
 	struct judged j = { .ctx = ctx, .pv = &pv, .svc = svc, .pkt = &pkt, .counters = counters, .g = g,
 			    .t = t, .service_id = service_id, .tenant_id = source.tenant_id, .pair = pair };
 	if (pkt.l4proto == IPPROTO_TCP && !is_new_connection(&pkt)) {
 		if (svc->flags & SL_SVC_TRACK)
 			return track_client_segment(&j);
-		t->reason = SL_R_PASSED;
+		TRACE(t, reason, SL_R_PASSED);
 		counters->verdict[SL_R_PASSED]++;
 		return XDP_PASS;
 	}
