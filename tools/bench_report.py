@@ -253,6 +253,14 @@ def shed_notes(sec, what_floor):
     return out
 
 
+def case_commands(sec):
+    """The shared set-up commands of a shedding benchmark, then each case's own."""
+    out = ["Commands (setup, then each case):", "", code("\n".join(sec.get("commands", [])), "sh"), ""]
+    for r in sec["rows"]:
+        out += [f"`{r['case']}`:", "", code(r.get("how", "")), ""]
+    return out
+
+
 def overload_section(sec, plotter):
     out = ["## 4. Overload curves with a real server (`overload`)", ""]
     cap = sec.get("capacity_rps", 0)
@@ -471,9 +479,7 @@ def render(a, meta, results, plotter):
                 "nothing sent back, SO_RCVBUF 4 MB; a server that answers each datagram pays more.",
                 "- Frames the receiving core had no room for (veth's 256-frame ring full) are dropped on the "
                 "generator's core and not counted: `offered` vs `shed Mpps (wall)`.", ""]
-        out += ["Commands (setup, then each case):", "", code("\n".join(sec.get("commands", [])), "sh"), ""]
-        for r in sec["rows"]:
-            out += [f"`{r['case']}`:", "", code(r.get("how", "")), ""]
+        out += case_commands(sec)
 
     if "syn_flood" in results and "rows" in results["syn_flood"]:
         sec = results["syn_flood"]
@@ -488,9 +494,7 @@ def render(a, meta, results, plotter):
             "(`net.ipv4.tcp_syncookies=2`), its cheapest defence: no request socket, no backlog.")
         out += shed_notes(sec, "Ethernet, IPv4 and TCP")
         out += [""]
-        out += ["Commands (setup, then each case):", "", code("\n".join(sec.get("commands", [])), "sh"), ""]
-        for r in sec["rows"]:
-            out += [f"`{r['case']}`:", "", code(r.get("how", "")), ""]
+        out += case_commands(sec)
 
     if "overload" in results and "curves" in results["overload"]:
         out += overload_section(results["overload"], plotter)
