@@ -15,9 +15,20 @@ struct policy_view {
 	__u32 flags; /* enum sl_policy_flags of that slot */
 };
 
+/* The inner map of a slot of an array-of-maps policy map. */
 static __always_inline void *slot_map(void *outer, __u32 slot)
 {
 	return bpf_map_lookup_elem(outer, &slot);
+}
+
+/* Entry `index` of a slot of a flat policy array (SLOT_ARRAY in maps.h). An
+ * index past the slot's end finds nothing, not the other slot's entry. */
+static __always_inline void *slot_entry(void *array, __u32 slot, __u32 slot_entries, __u32 index)
+{
+	if (index >= slot_entries)
+		return 0;
+	__u32 key = sl_slot_key(slot, slot_entries, index);
+	return bpf_map_lookup_elem(array, &key);
 }
 
 /* Returns 0 when no policy was ever applied. */
@@ -43,22 +54,16 @@ static __always_inline struct sl_source_class classify_source(const struct polic
 	if (pkt->family == 4) {
 		if (!(pv->flags & SL_POL_SRC_V4))
 			return none;
-		void *table = slot_map(&pol_src4_table, pv->slot);
-		if (!table)
-			return none;
 		__be32 wire;
 		__builtin_memcpy(&wire, pkt->saddr + 12, 4);
 		__u32 addr = bpf_ntohl(wire);
-		__u32 index = addr >> 16;
-		__u32 *entry = bpf_map_lookup_elem(table, &index);
-		if (entry && (*entry & SL_SRC4_NEXT)) {
-			index = (*entry & ~SL_SRC4_NEXT) + ((addr >> 8) & 0xff);
-			entry = bpf_map_lookup_elem(table, &index);
-		}
-		if (entry && (*entry & SL_SRC4_NEXT)) {
-			index = (*entry & ~SL_SRC4_NEXT) + (addr & 0xff);
-			entry = bpf_map_lookup_elem(table, &index);
-		}
+		__u32 *entry = slot_entry(&pol_src4_table, pv->slot, SL_SRC4_TABLE_SIZE, addr >> 16);
+		if (entry && (*entry & SL_SRC4_NEXT))
+			entry = slot_entry(&pol_src4_table, pv->slot, SL_SRC4_TABLE_SIZE,
+					   (*entry & ~SL_SRC4_NEXT) + ((addr >> 8) & 0xff));
+		if (entry && (*entry & SL_SRC4_NEXT))
+			entry = slot_entry(&pol_src4_table, pv->slot, SL_SRC4_TABLE_SIZE,
+					   (*entry & ~SL_SRC4_NEXT) + (addr & 0xff));
 		if (!entry || (*entry & SL_SRC4_NEXT))
 			return none;
 		struct sl_source_class found = { .tenant_id = sl_src4_tenant(*entry),
@@ -90,11 +95,7 @@ static __always_inline __u32 find_service(const struct policy_view *pv, __u8 l4p
 	else
 		return 0;
 
-	void *ports = slot_map(&pol_ports, pv->slot);
-	if (!ports)
-		return 0;
-	__u32 index = proto_index << 16 | port;
-	struct sl_port_entry *entry = bpf_map_lookup_elem(ports, &index);
+	struct sl_port_entry *entry = slot_entry(&pol_ports, pv->slot, SL_PORT_INDEX_SIZE, proto_index << 16 | port);
 	if (!entry)
 		return 0;
 	if (entry->flags & SL_PORT_BY_ADDR) {
@@ -112,8 +113,7 @@ static __always_inline __u32 find_service(const struct policy_view *pv, __u8 l4p
 
 static __always_inline const struct sl_service *service_get(const struct policy_view *pv, __u32 service_id)
 {
-	void *services = service_id ? slot_map(&pol_services, pv->slot) : 0;
-	const struct sl_service *svc = services ? bpf_map_lookup_elem(services, &service_id) : 0;
+	const struct sl_service *svc = service_id ? slot_entry(&pol_services, pv->slot, SL_MAX_SERVICES, service_id) : 0;
 
 	return svc && svc->name[0] ? svc : 0;
 }

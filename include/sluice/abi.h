@@ -12,11 +12,14 @@
  *   state   (BPF):        pair_buckets, pair_stats, service_stats,
  *                         source_buckets, global_stats, deny_stats, obs_*, flows
  *
- * Policy is double-buffered. Each pol_* map is an array of two inner maps
- * ("slots"); sl_root.active_slot says which slot the data path reads. The
- * CLI builds a complete new policy in the inactive slot and then flips
- * active_slot with one aligned 32-bit store, so a packet sees either the old
- * policy or the new one, never a mix.
+ * Policy is double-buffered: every pol_* map holds two "slots", and
+ * sl_root.active_slot says which slot the data path reads. The CLI builds a
+ * complete new policy in the inactive slot and then flips active_slot with
+ * one aligned 32-bit store, so a packet sees either the old policy or the
+ * new one, never a mix. The three arrays read for every packet (pol_ports,
+ * pol_services, pol_src4_table) hold both slots back to back, entry
+ * sl_slot_key(slot, entries per slot, index); the other pol_* maps are
+ * arrays of two inner maps.
  */
 #ifndef SLUICE_ABI_H
 #define SLUICE_ABI_H
@@ -83,6 +86,12 @@ struct sl_root {
 	__u64 epoch;         /* epoch of the live slot; 0: no policy yet */
 };
 
+/* The key of entry `index` of `slot` in a flat two-slot array. */
+static inline __u32 sl_slot_key(__u32 slot, __u32 slot_entries, __u32 index)
+{
+	return slot * slot_entries + index;
+}
+
 /* pol_info[slot][0]: the rest of what a slot says about itself. */
 struct sl_policy_info {
 	__u64 epoch;            /* bumped by every policy change */
@@ -90,7 +99,8 @@ struct sl_policy_info {
 	__u32 control_stale_ms; /* control values older than this are ignored */
 };
 
-/* pol_ports[slot][proto_index << 16 | port]: the service on a port. */
+/* pol_ports, flat, SL_PORT_INDEX_SIZE entries per slot, at index
+ * proto_index << 16 | port: the service on a port. */
 enum sl_port_flags {
 	SL_PORT_BY_ADDR = 1 << 0, /* some service binds this port to an address */
 };
@@ -169,7 +179,7 @@ struct sl_service_tuning {
 	char cgroup[64];            /* the service's cgroup (v2 path) for its CPU; empty: the host's */
 };
 
-/* pol_services[slot][service id]. */
+/* pol_services, flat, SL_MAX_SERVICES entries per slot, at the service id. */
 struct sl_service {
 	char name[SL_NAME_MAX];     /* empty: the id is unused */
 	__u8 proto_index;           /* enum sl_proto_index */
@@ -192,12 +202,13 @@ struct sl_tenant {
 };
 
 /*
- * pol_src4_table[slot]: IPv4 source classes as a three-level array (the
- * "DIR-16-8-8" layout of router FIBs), the compiled form of pol_src_v4 that
- * the data path reads: 1 to 3 array lookups (~2 ns each) where an LPM trie
- * walk costs ~25 ns. Level 1 has one entry per /16 at [0, 65536); an entry
- * either holds a class or, with SL_SRC4_NEXT, the index of a 256-entry chunk
- * further on, indexed by the next address byte (/24 level, then /32 level).
+ * pol_src4_table, flat, SL_SRC4_TABLE_SIZE entries per slot: IPv4 source
+ * classes as a three-level array (the "DIR-16-8-8" layout of router FIBs),
+ * the compiled form of pol_src_v4 that the data path reads: 1 to 3 array
+ * lookups (~2 ns each) where an LPM trie walk costs ~25 ns. Level 1 has one
+ * entry per /16 at [0, 65536); an entry either holds a class or, with
+ * SL_SRC4_NEXT, the index (within the slot) of a 256-entry chunk further on,
+ * indexed by the next address byte (/24 level, then /32 level).
  */
 #define SL_SRC4_L1_ENTRIES 65536
 #define SL_SRC4_L2_CHUNKS 1024 /* /16s holding longer prefixes */
@@ -453,6 +464,7 @@ SL_STATIC_ASSERT(sizeof(struct sl_addr_key) == 20, "sl_addr_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_rate) == 32, "sl_rate layout");
 SL_STATIC_ASSERT(sizeof(struct sl_service_tuning) == 104, "sl_service_tuning layout");
 SL_STATIC_ASSERT(sizeof(struct sl_service) == 232, "sl_service layout");
+SL_STATIC_ASSERT((__u64)SL_POLICY_SLOTS * SL_SRC4_TABLE_SIZE <= 0xffffffffull, "slot keys fit 32 bits");
 SL_STATIC_ASSERT(__builtin_offsetof(struct sl_service, rate) == 64, "sl_service.rate offset");
 SL_STATIC_ASSERT(__builtin_offsetof(struct sl_service, tuning) == 128, "sl_service.tuning offset");
 SL_STATIC_ASSERT(sizeof(struct sl_tenant) == 40, "sl_tenant layout");

@@ -497,6 +497,36 @@ TEST(DataPath, AServiceThatReusesAnIdStartsWithFreshState) {
   EXPECT_EQ(t.run(syn()).action, XDP_PASS);                         // nor an inherited empty bucket
 }
 
+// A change is written into the slot that holds the policy before last, so
+// it must leave nothing of that policy behind: no port, service, tenant
+// prefix or deny rule.
+TEST(DataPath, APolicyChangeLeavesNothingOfThePolicyBeforeLast) {
+  Policy first;
+  first.services.push_back(tcp_service("web", 80, Rate{1, 3600}, 1));
+  first.tenants.push_back(policy::Tenant{"lab", {Cidr::parse("198.18.17.0/24")}, 1});
+  first.deny.push_back(Cidr::parse("198.18.9.0/24"));
+  XdpTester t(first);
+  t.set_now(kT0);
+  ASSERT_EQ(t.run(syn("198.18.9.1")).action, XDP_DROP);   // denied
+  ASSERT_EQ(t.run(syn("198.18.17.1")).action, XDP_PASS);  // lab's only token
+  ASSERT_EQ(t.run(syn("198.18.17.1")).action, XDP_DROP);
+  const uint32_t first_slot = t.running().active_slot;
+
+  Policy later;
+  later.services.push_back(tcp_service("api", 81));
+  later.tenants.push_back(policy::Tenant{"other", {Cidr::parse("203.0.113.0/24")}, 1});  // the table is read
+  t.set_policy(later);
+  t.set_policy(later);
+  ASSERT_EQ(t.running().active_slot, first_slot);  // written over the first policy
+  EXPECT_EQ(t.run(syn("198.18.9.1")).action, XDP_PASS);
+  EXPECT_EQ(t.run(syn("198.18.17.1")).action, XDP_PASS);
+  EXPECT_EQ(t.global(SL_G_NOT_SERVICE), 2u);  // port 80 is no service any more
+  EXPECT_EQ(t.run(syn("198.18.17.1", "198.18.0.2", 81)).action, XDP_PASS);
+  EXPECT_EQ(t.pair("api", "default").verdict[SL_R_ADMITTED], 1u);  // lab's prefix is gone
+  ASSERT_EQ(t.running().policy.services.size(), 1u);
+  EXPECT_EQ(t.running().policy.services[0].name, "api");
+}
+
 // Found by reading parse.h next to the reference classifier: SYN+FIN and
 // SYN+RST open nothing and must not be charged or answered (never answer a
 // RST with a RST), and a fragmented SYN cannot be answered with a correct ACK.

@@ -9,7 +9,9 @@
 // counters start fresh and nothing leaks from one test to the next.
 #include <signal.h>
 
+#include <bpf/bpf.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -26,6 +28,7 @@
 #include "../lib/netns.hpp"
 #include "../lib/process.hpp"
 #include "../lib/sluice_cli.hpp"
+#include "sluice/abi.h"
 
 namespace sluice::test {
 namespace {
@@ -664,6 +667,48 @@ TEST_F(SluiceE2E, ExportResetAttachAndApplyRoundTripThePolicy)
     EXPECT_TRUE(contains(applied, "applied " + file + ": 3 services, 2 tenants, 1 limits, 1 deny rules")) << applied;
     EXPECT_EQ(cli_.must({"export"}), exported);
     EXPECT_EQ(read_file(cli_.policy_file()), exported);
+}
+
+// Maps pinned by a sluice with another map layout (here pol_services as the
+// array of maps older builds made) cannot be reused. Every command refuses
+// them in one line that names the map and the way out, and changes nothing;
+// reset detaches and removes them, and attach restores the saved policy.
+TEST_F(SluiceE2E, MapsOfAnotherLayoutAreRefusedUntilResetAndThePolicyComesBack)
+{
+    attach();
+    cli_.must({"service", "add", "web", "--port", std::to_string(kTcpPort), "--rate", "100/s"});
+    cli_.must({"tenant", "add", "lab", "--prefix", prefix4(32, 27)});
+    const std::string exported = cli_.must({"export"});
+
+    const std::string pin = cli_.pin_dir() + "/pol_services";
+    ASSERT_EQ(unlink(pin.c_str()), 0);
+    int inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, nullptr, 4, sizeof(sl_service), 1024, nullptr);
+    ASSERT_GE(inner, 0);
+    LIBBPF_OPTS(bpf_map_create_opts, opts, .inner_map_fd = static_cast<__u32>(inner));
+    int old_layout = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, nullptr, 4, 4, 2, &opts);
+    ASSERT_GE(old_layout, 0);
+    ASSERT_EQ(bpf_obj_pin(old_layout, pin.c_str()), 0);
+    close(inner);
+    close(old_layout);
+
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"service", "list"}, {"service", "add", "api", "--port", "9090"}, {"stats", "--json"}}) {
+        RunResult r = cli_.run(args);
+        SCOPED_TRACE(args.front() + " " + args[1]);
+        EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+        EXPECT_TRUE(one_line(r.err)) << r.err;
+        for (const char* piece : {"pol_services", "array_of_maps", "another map layout", "sluice reset"})
+            EXPECT_TRUE(contains(r.err, piece)) << piece << " missing in: " << r.err;
+        EXPECT_TRUE(contains(r.err, cli_.policy_file())) << r.err;
+    }
+    EXPECT_EQ(read_file(cli_.policy_file()), exported) << "the policy file changed";
+
+    std::string out = cli_.must({"reset"});
+    EXPECT_TRUE(contains(out, "detached from " + tb().server_dev())) << out;
+    EXPECT_FALSE(std::filesystem::exists(cli_.pin_dir()));
+    out = cli_.must({"-n", tb().server_ns(), "attach", tb().server_dev()});
+    EXPECT_TRUE(contains(out, "restored the saved policy from " + cli_.policy_file())) << out;
+    EXPECT_EQ(cli_.must({"export"}), exported);
 }
 
 // ---- 10. bad input ---------------------------------------------------------------------

@@ -31,6 +31,9 @@ TEST(Abi, EveryMapMatchesTheSharedHeader) {
       {"source_buckets", {sizeof(sl_source_key), sizeof(sl_bucket)}},
       {"global_stats", {4, sizeof(sl_global_counters)}},
       {"deny_stats", {4, sizeof(sl_deny_counters)}},
+      {"pol_ports", {4, sizeof(sl_port_entry)}},
+      {"pol_services", {4, sizeof(sl_service)}},
+      {"pol_src4_table", {4, sizeof(uint32_t)}},
   };
   for (const auto& [name, sizes] : expected) {
     bpf_map* map = bpf_object__find_map_by_name(dp.object(), name.c_str());
@@ -40,9 +43,7 @@ TEST(Abi, EveryMapMatchesTheSharedHeader) {
   }
   const std::map<sluice::kernel::PolicyMap, Sizes> inner = {
       {sluice::kernel::PolicyMap::Info, {4, sizeof(sl_policy_info)}},
-      {sluice::kernel::PolicyMap::Ports, {4, sizeof(sl_port_entry)}},
       {sluice::kernel::PolicyMap::SvcAddr, {sizeof(sl_addr_key), 4}},
-      {sluice::kernel::PolicyMap::Services, {4, sizeof(sl_service)}},
       {sluice::kernel::PolicyMap::Tenants, {4, sizeof(sl_tenant)}},
       {sluice::kernel::PolicyMap::Limits, {4, sizeof(sl_rate)}},
       {sluice::kernel::PolicyMap::SrcV4, {sizeof(sl_lpm_v4_key), sizeof(sl_source_class)}},
@@ -52,7 +53,10 @@ TEST(Abi, EveryMapMatchesTheSharedHeader) {
     EXPECT_EQ(dp.inner_spec(which).key_size, sizes.key) << static_cast<int>(which);
     EXPECT_EQ(dp.inner_spec(which).value_size, sizes.value) << static_cast<int>(which);
   }
-  EXPECT_EQ(dp.inner_spec(sluice::kernel::PolicyMap::Ports).max_entries, SL_PORT_INDEX_SIZE);
+  // The flat policy arrays hold both slots.
+  EXPECT_EQ(bpf_map__max_entries(dp.skel()->maps.pol_ports), SL_POLICY_SLOTS * SL_PORT_INDEX_SIZE);
+  EXPECT_EQ(bpf_map__max_entries(dp.skel()->maps.pol_services), SL_POLICY_SLOTS * SL_MAX_SERVICES);
+  EXPECT_EQ(bpf_map__max_entries(dp.skel()->maps.pol_src4_table), SL_POLICY_SLOTS * SL_SRC4_TABLE_SIZE);
   EXPECT_EQ(dp.inner_spec(sluice::kernel::PolicyMap::Limits).max_entries,
             SL_DEFAULT_MAX_SERVICES * SL_DEFAULT_MAX_TENANTS);  // sized by the geometry, not the template
 }

@@ -276,7 +276,7 @@ void reset(const GlobalOptions& g) {
     return;
   }
   {
-    auto dp = open_maps(g);
+    auto dp = open_maps(g, /*ignore_incompatible_pins=*/true);
     for (const auto& a : kernel::list_attachments(*dp)) {
       try {
         kernel::NetnsScope ns(a.netns);

@@ -28,12 +28,13 @@ bool maps_exist(const GlobalOptions& g) {
   return stat((g.pin_dir + "/sl_root").c_str(), &st) == 0;
 }
 
-std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g) {
+std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g, bool ignore_incompatible_pins) {
   require_kernel(g);
   kernel::ensure_pin_dir(g.pin_dir);
   kernel::DataPathOptions options;
   options.pin_dir = g.pin_dir;
   options.load_programs = false;
+  options.ignore_incompatible_pins = ignore_incompatible_pins;
   if (!maps_exist(g) && access(g.policy_file.c_str(), R_OK) == 0) {
     try {
       options.sizes = policy::load_policy_file(g.policy_file).maps;
@@ -41,7 +42,13 @@ std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g) {
       // A broken file is reported when it is applied; size with defaults.
     }
   }
-  auto dp = std::make_unique<kernel::DataPath>(options);
+  std::unique_ptr<kernel::DataPath> dp;
+  try {
+    dp = std::make_unique<kernel::DataPath>(options);
+  } catch (const kernel::IncompatiblePins& e) {
+    throw kernel::IncompatiblePins(std::string(e.what()) + "; run 'sluice reset' to remove the old maps (it keeps " +
+                                   g.policy_file + ", and the next 'sluice attach' restores that policy)");
+  }
   dp->load();
   return dp;
 }

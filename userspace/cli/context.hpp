@@ -39,8 +39,10 @@ void require_root();
 void require_kernel(const GlobalOptions& g);
 
 // The pinned maps (created on first use, sized from the policy file when it
-// has a [maps] table), without loading any program.
-std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g);
+// has a [maps] table), without loading any program. Maps pinned by a sluice
+// with another layout are refused, with the way out, unless
+// ignore_incompatible_pins (for reset, which removes them).
+std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g, bool ignore_incompatible_pins = false);
 
 // Whether the maps exist at all (nothing was ever set up when they don't).
 bool maps_exist(const GlobalOptions& g);

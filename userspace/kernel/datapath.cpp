@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <sstream>
 
 #include "core/error.hpp"
 #include "kernel/kconfig.hpp"
@@ -19,6 +20,15 @@ namespace {
 std::string with_library_message(const std::string& what) {
   std::string detail = last_library_message();
   return detail.empty() ? what : what + " (" + detail + ")";
+}
+
+// "array, key 4 B, value 8 B, 1024 entries, flags 0x400"
+std::string map_shape(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t entries, uint32_t flags) {
+  const char* name = libbpf_bpf_map_type_str(static_cast<bpf_map_type>(type));
+  std::ostringstream out;
+  out << (name ? name : "type " + std::to_string(type)) << ", key " << key_size << " B, value " << value_size
+      << " B, " << entries << " entries, flags 0x" << std::hex << flags;
+  return out.str();
 }
 
 }  // namespace
@@ -41,6 +51,7 @@ DataPath::DataPath(const DataPathOptions& options)
     adopt_pinned_sizes();
   }
   apply_sizes();
+  if (!pin_dir_.empty()) check_pinned_layouts(options.ignore_incompatible_pins);
 
   if (!load_programs_) {
     bpf_program* prog;
@@ -80,6 +91,39 @@ void DataPath::adopt_pinned_sizes() {
   if (uint32_t n = pinned_entries(skel_->maps.flows)) sizes_.flow_entries = n;
 }
 
+// libbpf reuses a pin only if it matches the map's definition, and fails the
+// whole load with "parameter mismatch" otherwise. Check first, and say which
+// map differs.
+void DataPath::check_pinned_layouts(bool ignore_incompatible) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, skel_->obj) {
+    const char* path = bpf_map__pin_path(map);
+    if (!path) continue;
+    Fd fd(bpf_obj_get(path));
+    if (!fd) continue;  // not pinned yet: load creates it
+    bpf_map_info pinned{};
+    uint32_t len = sizeof(pinned);
+    if (bpf_obj_get_info_by_fd(fd.get(), &pinned, &len) != 0)
+      throw SystemError(std::string("cannot inspect the pinned map ") + path, errno);
+    if (pinned.type == bpf_map__type(map) && pinned.key_size == bpf_map__key_size(map) &&
+        pinned.value_size == bpf_map__value_size(map) && pinned.max_entries == bpf_map__max_entries(map) &&
+        pinned.map_flags == bpf_map__map_flags(map))
+      continue;
+    if (ignore_incompatible) {
+      bpf_map__set_pin_path(map, nullptr);
+      continue;
+    }
+    throw IncompatiblePins(
+        std::string("the map ") + bpf_map__name(map) + " pinned in " + pin_dir_ +
+        " was made by a sluice with another map layout (" +
+        map_shape(pinned.type, pinned.key_size, pinned.value_size, pinned.max_entries, pinned.map_flags) +
+        "; this sluice needs " +
+        map_shape(bpf_map__type(map), bpf_map__key_size(map), bpf_map__value_size(map), bpf_map__max_entries(map),
+                  bpf_map__map_flags(map)) +
+        ")");
+  }
+}
+
 void DataPath::apply_sizes() {
   uint32_t pairs = static_cast<uint32_t>(sizes_.pairs());
   // Every map bpf/maps.h marks "geometry" or "configurable" is sized here.
@@ -116,14 +160,11 @@ int DataPath::map_fd(bpf_map* map) const {
 bpf_map* DataPath::policy_outer(PolicyMap which) const {
   switch (which) {
     case PolicyMap::Info: return skel_->maps.pol_info;
-    case PolicyMap::Ports: return skel_->maps.pol_ports;
     case PolicyMap::SvcAddr: return skel_->maps.pol_svc_addr;
-    case PolicyMap::Services: return skel_->maps.pol_services;
     case PolicyMap::Tenants: return skel_->maps.pol_tenants;
     case PolicyMap::Limits: return skel_->maps.pol_limits;
     case PolicyMap::SrcV4: return skel_->maps.pol_src_v4;
     case PolicyMap::SrcV6: return skel_->maps.pol_src_v6;
-    case PolicyMap::Src4Table: return skel_->maps.pol_src4_table;
     case PolicyMap::Count: break;
   }
   throw SystemError("unknown policy map", EINVAL);

@@ -9,6 +9,7 @@
 #include <array>
 #include <string>
 
+#include "core/error.hpp"
 #include "policy/policy.hpp"
 
 struct sluice_bpf;
@@ -21,6 +22,16 @@ struct DataPathOptions {
   bool trace = false;         // tests: every decision is recorded in the trace map
   policy::MapSizes sizes;     // used when maps are created; pinned maps keep theirs
   bool load_programs = true;  // false: only create or reuse the maps
+  // false: maps pinned with another layout are refused (IncompatiblePins);
+  // true (reset): they are left alone and this data path makes its own.
+  bool ignore_incompatible_pins = false;
+};
+
+// A map pinned by a sluice whose layout differs from this one's: it cannot
+// be reused, and nothing was changed.
+class IncompatiblePins : public SystemError {
+ public:
+  using SystemError::SystemError;
 };
 
 // The parameters of a policy map's inner maps, captured at open time
@@ -30,7 +41,9 @@ struct InnerMapSpec {
   uint32_t key_size = 0, value_size = 0, max_entries = 0, flags = 0;
 };
 
-enum class PolicyMap { Info, Ports, SvcAddr, Services, Tenants, Limits, SrcV4, SrcV6, Src4Table, Count };
+// The policy maps that are arrays of two inner maps (the flat two-slot
+// arrays, pol_ports, pol_services and pol_src4_table, are plain skeleton maps).
+enum class PolicyMap { Info, SvcAddr, Tenants, Limits, SrcV4, SrcV6, Count };
 
 class DataPath {
  public:
@@ -61,6 +74,7 @@ class DataPath {
  private:
   void adopt_pinned_sizes();
   void apply_sizes();
+  void check_pinned_layouts(bool ignore_incompatible);
 
   sluice_bpf* skel_ = nullptr;
   std::string pin_dir_;

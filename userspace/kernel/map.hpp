@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <optional>
+#include <type_traits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -58,6 +59,30 @@ template <typename K, typename V>
 void map_update(int fd, const K& key, const V& value, const char* what, uint64_t flags = BPF_ANY) {
   if (bpf_map_update_elem(fd, &key, &value, flags) != 0) throw SystemError(std::string("cannot update ") + what, errno);
 }
+
+// A BPF_F_MMAPABLE array mapped into this process, read and written in
+// place: entry i lies at i * stride, the value size rounded up to 8 bytes as
+// the kernel lays it out.
+class MappedArray {
+ public:
+  MappedArray(int fd, uint32_t value_size, uint32_t max_entries, const char* what);
+  ~MappedArray();
+  MappedArray(const MappedArray&) = delete;
+  MappedArray& operator=(const MappedArray&) = delete;
+
+  template <typename V>
+  V& at(uint32_t index) {
+    static_assert(std::is_trivially_copyable_v<V>);
+    if (sizeof(V) > stride_ || index >= entries_) throw SystemError("map entry out of range", ERANGE);
+    return *reinterpret_cast<V*>(static_cast<char*>(base_) + size_t{index} * stride_);
+  }
+  void zero(uint32_t first, uint32_t count);
+
+ private:
+  void* base_ = nullptr;
+  size_t bytes_ = 0, stride_ = 0;
+  uint32_t entries_ = 0;
+};
 
 // Entries in a hash map (one walk over its keys: for status, not hot paths).
 size_t count_entries(int fd, uint32_t key_size, uint32_t max_entries);

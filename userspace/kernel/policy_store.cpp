@@ -39,6 +39,40 @@ std::vector<std::pair<uint32_t, V>> named_entries(int fd, uint32_t max_entries) 
   return all;
 }
 
+// A flat two-slot policy array (SLOT_ARRAY in bpf/maps.h) of V, `slot_entries`
+// entries per slot.
+template <typename V>
+class SlotArray {
+ public:
+  SlotArray(int fd, uint32_t slot_entries, const char* what)
+      : slot_entries_(slot_entries), array_(fd, sizeof(V), SL_POLICY_SLOTS * slot_entries, what) {}
+
+  // Every entry of `slot` whose name is set.
+  std::vector<std::pair<uint32_t, V>> named_entries(uint32_t slot) {
+    std::vector<std::pair<uint32_t, V>> out;
+    for (uint32_t i = 0; i < slot_entries_; i++)
+      if (const V& v = at(slot, i); v.name[0]) out.emplace_back(i, v);
+    return out;
+  }
+
+  // Makes `slot` hold exactly `entries`. Only for the inactive slot: new
+  // packets read it after sl_root flips, and one judged by it before the
+  // last flip took microseconds, long done before a command gets here.
+  void rewrite(uint32_t slot, const std::vector<std::pair<uint32_t, V>>& entries) {
+    array_.zero(sl_slot_key(slot, slot_entries_, 0), slot_entries_);
+    for (const auto& [index, value] : entries) at(slot, index) = value;
+  }
+
+ private:
+  V& at(uint32_t slot, uint32_t index) {
+    if (index >= slot_entries_) throw SystemError("policy entry past the end of its slot", ERANGE);
+    return array_.at<V>(sl_slot_key(slot, slot_entries_, index));
+  }
+
+  uint32_t slot_entries_;
+  MappedArray array_;
+};
+
 }  // namespace
 
 PolicyLock::PolicyLock(const DataPath& dp) {
@@ -56,8 +90,8 @@ policy::SlotContents PolicyStore::read_slot(uint32_t slot) const {
     uint32_t zero = 0;
     if (auto v = map_lookup<uint32_t, sl_policy_info>(info.get(), zero)) c.info = *v;
   }
-  if (Fd fd = inner(PolicyMap::Services))
-    c.services = named_entries<sl_service>(fd.get(), dp_.inner_spec(PolicyMap::Services).max_entries);
+  c.services = SlotArray<sl_service>(dp_.map_fd(dp_.skel()->maps.pol_services), SL_MAX_SERVICES, "pol_services")
+                   .named_entries(slot);
   if (Fd fd = inner(PolicyMap::Tenants))
     c.tenants = named_entries<sl_tenant>(fd.get(), dp_.inner_spec(PolicyMap::Tenants).max_entries);
   if (Fd fd = inner(PolicyMap::Limits)) {
@@ -67,7 +101,7 @@ policy::SlotContents PolicyStore::read_slot(uint32_t slot) const {
   if (Fd fd = inner(PolicyMap::SvcAddr)) c.svc_addr = map_entries<sl_addr_key, uint32_t>(fd.get());
   if (Fd fd = inner(PolicyMap::SrcV4)) c.src_v4 = map_entries<sl_lpm_v4_key, sl_source_class>(fd.get());
   if (Fd fd = inner(PolicyMap::SrcV6)) c.src_v6 = map_entries<sl_lpm_v6_key, sl_source_class>(fd.get());
-  // The port table is derived from the services; it is not read back.
+  // The port and IPv4 source tables are derived; they are not read back.
   return c;
 }
 
@@ -100,14 +134,16 @@ void PolicyStore::write_slot(uint32_t slot, const policy::SlotContents& c) {
     int fd = inner.get();
     map_update(dp_.policy_outer_fd(which), slot, fd, what);
   };
-  install(PolicyMap::Ports, c.ports, "pol_ports");
   install(PolicyMap::SvcAddr, c.svc_addr, "pol_svc_addr");
-  install(PolicyMap::Services, c.services, "pol_services");
   install(PolicyMap::Tenants, c.tenants, "pol_tenants");
   install(PolicyMap::Limits, c.limits, "pol_limits");
   install(PolicyMap::SrcV4, c.src_v4, "pol_src_v4");
   install(PolicyMap::SrcV6, c.src_v6, "pol_src_v6");
-  install(PolicyMap::Src4Table, c.src4_table, "pol_src4_table");
+  const auto& maps = dp_.skel()->maps;
+  SlotArray<sl_port_entry>(dp_.map_fd(maps.pol_ports), SL_PORT_INDEX_SIZE, "pol_ports").rewrite(slot, c.ports);
+  SlotArray<sl_service>(dp_.map_fd(maps.pol_services), SL_MAX_SERVICES, "pol_services").rewrite(slot, c.services);
+  SlotArray<uint32_t>(dp_.map_fd(maps.pol_src4_table), SL_SRC4_TABLE_SIZE, "pol_src4_table")
+      .rewrite(slot, c.src4_table);
   std::vector<std::pair<uint32_t, sl_policy_info>> info{{0, c.info}};
   install(PolicyMap::Info, info, "pol_info");
 }

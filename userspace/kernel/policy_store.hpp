@@ -1,8 +1,8 @@
 // The running policy in the kernel maps: read it back, and replace it
 // atomically. A change is written whole into the inactive slot (fresh inner
-// maps), then sl_root.active_slot flips with one store: the data path sees
-// the old policy or the new one, never a mix, and a CLI killed half-way
-// leaves the old one in force.
+// maps, and that slot's half of the flat arrays), then sl_root.active_slot
+// flips with one store: the data path sees the old policy or the new one,
+// never a mix, and a CLI killed half-way leaves the old one in force.
 #pragma once
 
 #include <functional>
