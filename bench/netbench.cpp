@@ -246,6 +246,31 @@ void detach_xdp(const std::string& ns, int ifindex) {
   test::in_netns(ns, [&] { bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, nullptr); });
 }
 
+XdpRunStats xdp_run_stats(const std::string& ns, int ifindex) {
+  XdpRunStats out;
+  test::in_netns(ns, [&] {
+    uint32_t id = 0;
+    int err = bpf_xdp_query_id(ifindex, XDP_FLAGS_DRV_MODE, &id);
+    if (err || id == 0) throw std::runtime_error("no native XDP program on ifindex " + std::to_string(ifindex));
+    int fd = bpf_prog_get_fd_by_id(id);
+    if (fd < 0) throw std::runtime_error(std::string("open XDP program: ") + std::strerror(errno));
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    err = bpf_obj_get_info_by_fd(fd, &info, &len);
+    close(fd);
+    if (err) throw std::runtime_error(std::string("read XDP program info: ") + std::strerror(errno));
+    out.run_ns = info.run_time_ns;
+    out.runs = info.run_cnt;
+  });
+  return out;
+}
+
+BpfStatsOn::BpfStatsOn() : fd_(bpf_enable_stats(BPF_STATS_RUN_TIME)) {
+  if (fd_ < 0) throw std::runtime_error(std::string("enable BPF run-time statistics: ") + std::strerror(errno));
+}
+
+BpfStatsOn::~BpfStatsOn() { close(fd_); }
+
 void nft(const std::string& ns, const std::string& ruleset) {
   test::ScratchDir dir(kBenchTag);
   must_run(ns, {"nft", "-f", dir.write("rules.nft", ruleset)});

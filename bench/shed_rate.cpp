@@ -45,6 +45,7 @@ struct ShedCase {
   std::function<uint64_t()> shed;  // cumulative packets shed (or handled) so far
   std::function<uint64_t()> extra_busy_ns = [] { return uint64_t{0}; };  // busy time beyond the NAPI thread
   std::function<void()> teardown;
+  bool xdp = false;  // sheds in the server veth's XDP hook: its time there is measured too
 };
 
 struct Sample {
@@ -84,6 +85,29 @@ class ShedBed {
     napi_ = threaded_napi(s, tb_->server_dev(), kRxCpu, true);
   }
 
+  // A case set up for the scope of one measurement, torn down however it ends.
+  class SetUp {
+   public:
+    explicit SetUp(const ShedCase& c) : c_(c) { c_.setup(); }
+    ~SetUp() {
+      try {
+        c_.teardown();
+      } catch (...) {
+      }
+    }
+    SetUp(const SetUp&) = delete;
+    SetUp& operator=(const SetUp&) = delete;
+
+   private:
+    const ShedCase& c_;
+  };
+
+  // Buckets emptied, caches and the neighbour warm before anything is measured.
+  void warm_up(const Generator::Flow& flow) {
+    gen_.run(tb_->client_ns(), tb_->client_ifindex(), kGenCpu, flow, 0.1, 1u << 22);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+
   test::Testbed& tb() { return *tb_; }
   const std::string& client_mac() const { return client_mac_; }
   const std::string& server_mac() const { return server_mac_; }
@@ -92,19 +116,8 @@ class ShedBed {
   }
 
   Sample measure(const ShedCase& c, const Generator::Flow& flow, double seconds) {
-    c.setup();
-    struct Guard {
-      const ShedCase& c;
-      ~Guard() {
-        try {
-          c.teardown();
-        } catch (...) {
-        }
-      }
-    } guard{c};
-    // Warm up (buckets empty, caches, neighbour), then measure.
-    gen_.run(tb_->client_ns(), tb_->client_ifindex(), kGenCpu, flow, 0.1, 1u << 22);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    SetUp set_up(c);
+    warm_up(flow);
     auto delivered = [&] { return ethtool_stats(tb_->server_ns(), tb_->server_dev())["rx_queue_0_xdp_packets"]; };
     uint64_t rx0 = delivered(), core0 = core_busy_ns(kRxCpu);
     uint64_t shed0 = c.shed(), busy0 = thread_cpu_ns(napi_) + c.extra_busy_ns();
@@ -124,6 +137,30 @@ class ShedBed {
     return s;
   }
 
+  // Where the receiving core's time goes while case c sheds flow: ns per
+  // packet inside the server veth's XDP hook, from the kernel's run-time
+  // statistics, and the core's busy ns per packet shed in the same window.
+  // A pass of its own: the statistics add two clock reads to every run, so
+  // they are off while throughput is measured.
+  struct HookSample {
+    double hook_ns = 0, busy_ns = 0;
+  };
+  HookSample hook_time(const ShedCase& c, const Generator::Flow& flow, double seconds) {
+    SetUp set_up(c);
+    warm_up(flow);
+    BpfStatsOn stats;
+    XdpRunStats before = xdp_run_stats(tb_->server_ns(), tb_->server_ifindex());
+    uint64_t shed0 = c.shed(), busy0 = thread_cpu_ns(napi_);
+    gen_.run(tb_->client_ns(), tb_->client_ifindex(), kGenCpu, flow, seconds, 1ull << 32);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    XdpRunStats after = xdp_run_stats(tb_->server_ns(), tb_->server_ifindex());
+    uint64_t shed = c.shed() - shed0, busy = thread_cpu_ns(napi_) - busy0, runs = after.runs - before.runs;
+    HookSample s;
+    if (runs) s.hook_ns = static_cast<double>(after.run_ns - before.run_ns) / static_cast<double>(runs);
+    if (shed) s.busy_ns = static_cast<double>(busy) / static_cast<double>(shed);
+    return s;
+  }
+
   // The first cases of both benchmarks: bare XDP drop (the baseline of every
   // ratio), a native XDP program that reads the Ethernet, IPv4 and l4 ("UDP",
   // "TCP") headers, then drops, and sluice attached in native XDP with one
@@ -137,17 +174,17 @@ class ShedBed {
         {"bare_xdp_drop", "baseline: native XDP program that only returns XDP_DROP",
          "bpf_xdp_attach(server veth, xdp_drop of bpf/baseline.bpf.c, XDP_FLAGS_DRV_MODE)",
          [s, ifindex] { attach_baseline(s, ifindex, true); }, [this] { return xdp_drops(); },
-         [] { return uint64_t{0}; }, [s, ifindex] { detach_xdp(s, ifindex); }},
+         [] { return uint64_t{0}; }, [s, ifindex] { detach_xdp(s, ifindex); }, true},
         {"xdp_read_drop", "reference: native XDP program that reads the Ethernet, IPv4 and " + l4 + " headers, then drops",
          "bpf_xdp_attach(server veth, read_drop of bpf/traffic_gen.bpf.c, XDP_FLAGS_DRV_MODE)",
          [this, s, ifindex] { attach_xdp(s, ifindex, gen_.read_drop_fd()); }, [this] { return xdp_drops(); },
-         [] { return uint64_t{0}; }, [s, ifindex] { detach_xdp(s, ifindex); }},
+         [] { return uint64_t{0}; }, [s, ifindex] { detach_xdp(s, ifindex); }, true},
         {"sluice", sluice_what, "sluice " + test::join(attach) + "\nsluice " + test::join(service),
          [this, attach, service] {
            sluice_.must(attach);
            sluice_.must(service);
          },
-         [this] { return xdp_drops(); }, [] { return uint64_t{0}; }, [this] { sluice_.reset(); }},
+         [this] { return xdp_drops(); }, [] { return uint64_t{0}; }, [this] { sluice_.reset(); }, true},
     };
   }
 
@@ -278,6 +315,8 @@ Json setup_commands(test::Testbed& tb) {
       "fixes checksums and bpf_redirect()s into CLIENT_VETH",
       "busy time: /proc/<napi kthread>/schedstat field 1 (ns on CPU) before and after; shed count from ethtool -S "
       "SERVER_VETH (rx_queue_0_xdp_drops), the nft counter, TcpExt SyncookiesSent, or the reader's count",
+      "time in the XDP hook (a pass after the rounds): bpf(BPF_ENABLE_STATS, BPF_STATS_RUN_TIME) held open for the "
+      "pass; run_time_ns and run_cnt of the program on SERVER_VETH (bpftool prog show) before and after",
   });
 }
 
@@ -301,6 +340,35 @@ Json ShedBed::run(Json& out, const std::vector<ShedCase>& cases, const Generator
   out["commands"] = setup_commands(*tb_);
   for (const auto& c : extra_commands) out["commands"].push_back(c);
   Json rows = rows_json(cases, samples);
+
+  // The time in the XDP hook, in interleaved rounds of its own.
+  const int hook_rounds = rounds_ >= 7 ? 3 : 1;
+  const double hook_seconds = seconds_ / 2;
+  std::vector<std::vector<double>> hook(cases.size()), busy(cases.size());
+  for (int r = 0; r < hook_rounds; r++) {
+    std::string line;
+    for (size_t c = 0; c < cases.size(); c++)
+      if (cases[c].xdp) {
+        HookSample s = hook_time(cases[c], flow, hook_seconds);
+        hook[c].push_back(s.hook_ns);
+        busy[c].push_back(s.busy_ns);
+        line += " " + cases[c].name + "=" + fixed(s.hook_ns, 1) + "/" + fixed(s.busy_ns, 1);
+      }
+    progress(label + ": time in the XDP hook, round " + std::to_string(r + 1) + "/" + std::to_string(hook_rounds) +
+             " (ns per packet, in the hook / receive core busy)" + line);
+  }
+  for (size_t c = 0; c < cases.size(); c++)
+    if (!hook[c].empty()) {
+      rows[c]["hook_ns_per_packet"] = median(hook[c]);
+      rows[c]["hook_pass_busy_ns_per_packet"] = median(busy[c]);
+      rows[c]["samples_hook_ns_per_packet"] = hook[c];
+      rows[c]["samples_hook_pass_busy_ns_per_packet"] = busy[c];
+    }
+  out["hook_method"] = "the kernel's BPF run-time statistics (BPF_ENABLE_STATS; run_time_ns / run_cnt of the "
+                       "program on the server veth) over " +
+                       fixed(hook_seconds, 1) + " s of the same traffic, " + std::to_string(hook_rounds) +
+                       " interleaved round(s) after the throughput rounds, median, with the receive core's busy ns "
+                       "per packet shed in the same window; each run also pays the statistics' two clock reads";
   out["rows"] = rows;
   return rows;
 }

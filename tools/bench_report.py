@@ -197,6 +197,8 @@ def row_of(sec, name):
 
 def shed_section(sec, plotter, title, plot_name, plot_title, intro):
     out = [title, "", intro, "", "Method: " + sec.get("method", ""), ""]
+    if sec.get("hook_method"):
+        out += ["Time in the XDP hook: " + sec["hook_method"] + ".", ""]
     rows = sec.get("rows", [])
     if rows:
         out.append(shed_table(rows))
@@ -229,11 +231,18 @@ def shed_notes(sec, what_floor):
                 "CPU, and the receiving CPU has to fetch that cache line (as it would fetch a frame a NIC had just "
                 "written by DMA; `xdp_drop` reads only the frame descriptor). That fetch bounds every XDP filter "
                 "that looks at the packet.")
+        elif "hook_ns_per_packet" in sl:
+            out.append(
+                "- Here reading the first bytes of the frame cost nothing measurable, so the gap to the bare drop "
+                "comes from running sluice: its program's own work, and what that work costs the rest of the "
+                "receive path (next point).")
         else:
             out.append(
                 "- Here reading the first bytes of the frame cost nothing measurable, so sluice's gap to the bare "
                 "drop is its own work per packet: parsing, the policy lookups (slot, source class, service), the "
                 "bucket and the per-CPU counters.")
+        if "hook_ns_per_packet" in sl and "hook_ns_per_packet" in bare:
+            out.append(hook_note(bare, read, sl))
         if spread > 1.5:
             out.append(
                 f"- The cost of touching the frame was not the same in every round (`xdp_read_drop` ranged "
@@ -251,6 +260,26 @@ def shed_notes(sec, what_floor):
             out.append("- For scale, the program that only reads the headers and drops reached " + ", ".join(ceil) +
                        " (ratios of medians): no XDP filter that looks at the packet does better on this setup.")
     return out
+
+
+def hook_note(bare, read, sl):
+    """Where sluice's cost per packet went, from the pass with the kernel's BPF statistics on."""
+    inside = sl["hook_ns_per_packet"] - bare["hook_ns_per_packet"]
+    total = sl["hook_pass_busy_ns_per_packet"] - bare["hook_pass_busy_ns_per_packet"]
+    read_hook = f", the header-reading program {num(read['hook_ns_per_packet'], 1)} ns" \
+        if "hook_ns_per_packet" in read else ""
+    text = (f"- Time in the XDP hook per packet, from the kernel's BPF statistics in a pass of their own (they add "
+            f"two clock reads to every run, so only differences count): bare drop {num(bare['hook_ns_per_packet'], 1)} "
+            f"ns{read_hook}, sluice {num(sl['hook_ns_per_packet'], 1)} ns. In that pass sluice cost the receiving core "
+            f"{num(total, 0)} ns per packet more than the bare drop, {num(inside, 0)} ns of them inside its program "
+            "(`packet_cost` above measures that work with hot caches)")
+    if total - inside > 0.25 * total:
+        text += (f"; the other {num(total - inside, 0)} ns went outside it: the driver's own path ran slower with "
+                 "sluice in the hook, presumably for the cache lines and code the program takes from it (no PMU here "
+                 "to count misses).")
+    else:
+        text += ": nearly all of it inside the program."
+    return text
 
 
 def case_commands(sec):
