@@ -9,8 +9,8 @@
 
 #include <cerrno>
 #include <optional>
-#include <type_traits>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
