@@ -270,15 +270,19 @@ def hook_note(bare, read, sl):
         if "hook_ns_per_packet" in read else ""
     text = (f"- Time in the XDP hook per packet, from the kernel's BPF statistics in a pass of their own (they add "
             f"two clock reads to every run, so only differences count): bare drop {num(bare['hook_ns_per_packet'], 1)} "
-            f"ns{read_hook}, sluice {num(sl['hook_ns_per_packet'], 1)} ns. In that pass sluice cost the receiving core "
-            f"{num(total, 0)} ns per packet more than the bare drop, {num(inside, 0)} ns of them inside its program "
-            "(`packet_cost` above measures that work with hot caches)")
-    if total - inside > 0.25 * total:
-        text += (f"; the other {num(total - inside, 0)} ns went outside it: the driver's own path ran slower with "
-                 "sluice in the hook, presumably for the cache lines and code the program takes from it (no PMU here "
-                 "to count misses).")
+            f"ns{read_hook}, sluice {num(sl['hook_ns_per_packet'], 1)} ns: sluice's program took {num(inside, 0)} ns "
+            "per packet more than the bare drop (`packet_cost` above measures the same work with hot caches).")
+    if inside >= total:
+        text += (f" The receiving core's busy time per packet rose by {num(total, 0)} ns in that pass, no more than "
+                 "that: as far as this pass can tell, all of sluice's cost is inside its program.")
+    elif total - inside > 0.25 * total:
+        text += (f" The receiving core's busy time per packet rose by {num(total, 0)} ns in that pass; the other "
+                 f"{num(total - inside, 0)} ns went outside the program: the driver's own path ran slower with sluice "
+                 "in the hook, presumably for the cache lines and code the program takes from it (no PMU here to "
+                 "count misses).")
     else:
-        text += ": nearly all of it inside the program."
+        text += (f" The receiving core's busy time per packet rose by {num(total, 0)} ns in that pass: nearly all "
+                 "of it inside the program.")
     return text
 
 
