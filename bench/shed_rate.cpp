@@ -62,7 +62,8 @@ struct Sample {
 class ShedBed {
  public:
   explicit ShedBed(const Options& opt)
-      : rounds_(opt.quick ? 3 : 7), seconds_(opt.quick ? 0.8 : 2.0), sluice_(kBenchTag) {
+      : rounds_(opt.quick ? 3 : 7), hook_rounds_(opt.quick ? 1 : 3), seconds_(opt.quick ? 0.8 : 2.0),
+        sluice_(kBenchTag) {
     require_two_cpus();
     test::TestbedOptions o;
     o.ipv6 = false;
@@ -217,7 +218,7 @@ class ShedBed {
            const std::string& traffic, const std::vector<std::string>& extra_commands = {});
 
  private:
-  int rounds_;
+  int rounds_, hook_rounds_;  // throughput rounds; rounds of the pass with BPF statistics on
   double seconds_;
   test::SluiceCli sluice_;  // destroyed last: `sluice reset` once the devices are gone
   std::unique_ptr<test::Testbed> tb_;
@@ -342,10 +343,9 @@ Json ShedBed::run(Json& out, const std::vector<ShedCase>& cases, const Generator
   Json rows = rows_json(cases, samples);
 
   // The time in the XDP hook, in interleaved rounds of its own.
-  const int hook_rounds = rounds_ >= 7 ? 3 : 1;
   const double hook_seconds = seconds_ / 2;
   std::vector<std::vector<double>> hook(cases.size()), busy(cases.size());
-  for (int r = 0; r < hook_rounds; r++) {
+  for (int r = 0; r < hook_rounds_; r++) {
     std::string line;
     for (size_t c = 0; c < cases.size(); c++)
       if (cases[c].xdp) {
@@ -354,7 +354,7 @@ Json ShedBed::run(Json& out, const std::vector<ShedCase>& cases, const Generator
         busy[c].push_back(s.busy_ns);
         line += " " + cases[c].name + "=" + fixed(s.hook_ns, 1) + "/" + fixed(s.busy_ns, 1);
       }
-    progress(label + ": time in the XDP hook, round " + std::to_string(r + 1) + "/" + std::to_string(hook_rounds) +
+    progress(label + ": time in the XDP hook, round " + std::to_string(r + 1) + "/" + std::to_string(hook_rounds_) +
              " (ns per packet, in the hook / receive core busy)" + line);
   }
   for (size_t c = 0; c < cases.size(); c++)
@@ -366,7 +366,7 @@ Json ShedBed::run(Json& out, const std::vector<ShedCase>& cases, const Generator
     }
   out["hook_method"] = "the kernel's BPF run-time statistics (BPF_ENABLE_STATS; run_time_ns / run_cnt of the "
                        "program on the server veth) over " +
-                       fixed(hook_seconds, 1) + " s of the same traffic, " + std::to_string(hook_rounds) +
+                       fixed(hook_seconds, 1) + " s of the same traffic, " + std::to_string(hook_rounds_) +
                        " interleaved round(s) after the throughput rounds, median, with the receive core's busy ns "
                        "per packet shed in the same window; each run also pays the statistics' two clock reads";
   out["rows"] = rows;

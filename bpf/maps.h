@@ -34,7 +34,8 @@
  * sl_slot_key(slot, entries, index). Behind an array of maps, each lookup
  * would wait for one more load (the inner map); flat, the shed path of a
  * SYN flood costs 2.1x a bare drop instead of 1.9x (measured with
- * bench/packet_cost). Mmapable, so the CLI rewrites a slot with memcpy.
+ * bench/packet_cost). Mmapable: the CLI rewrites a slot in place through
+ * a mapping instead of one syscall per entry.
  */
 #define SLOT_ARRAY(name, entries, value_type)                  \
 	struct {                                               \

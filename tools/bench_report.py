@@ -231,16 +231,11 @@ def shed_notes(sec, what_floor):
                 "CPU, and the receiving CPU has to fetch that cache line (as it would fetch a frame a NIC had just "
                 "written by DMA; `xdp_drop` reads only the frame descriptor). That fetch bounds every XDP filter "
                 "that looks at the packet.")
-        elif "hook_ns_per_packet" in sl:
+        else:
             out.append(
                 "- Here reading the first bytes of the frame cost nothing measurable, so the gap to the bare drop "
                 "comes from running sluice: its program's own work, and what that work costs the rest of the "
-                "receive path (next point).")
-        else:
-            out.append(
-                "- Here reading the first bytes of the frame cost nothing measurable, so sluice's gap to the bare "
-                "drop is its own work per packet: parsing, the policy lookups (slot, source class, service), the "
-                "bucket and the per-CPU counters.")
+                "receive path.")
         if "hook_ns_per_packet" in sl and "hook_ns_per_packet" in bare:
             out.append(hook_note(bare, read, sl))
         if spread > 1.5:
