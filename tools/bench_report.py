@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import tempfile
 
@@ -246,6 +247,9 @@ def shed_notes(sec, what_floor):
                 "hypervisor runs the two vCPUs on cores that share a cache, and phases in which it runs at less "
                 "than half of it. Medians of interleaved rounds and per-round ratios keep the comparison fair; the "
                 "min–max column shows the phases.")
+        phases = phase_note(read, sl)
+        if phases:
+            out.append(phases)
         nft, app, cookies = row_of(sec, "nft_limit_rate"), row_of(sec, "udp_app"), row_of(sec, "syn_cookies")
         ceil = []
         for other, label in ((nft, "`nft_limit_rate`"), (app, "`udp_app`"), (cookies, "`syn_cookies`")):
@@ -255,6 +259,21 @@ def shed_notes(sec, what_floor):
             out.append("- For scale, the program that only reads the headers and drops reached " + ", ".join(ceil) +
                        " (ratios of medians): no XDP filter that looks at the packet does better on this setup.")
     return out
+
+
+def phase_note(read, sl, fast=0.85):
+    """sluice's ratio to the bare drop apart in the rounds where reading the frame was free and where it was not.
+
+    `xdp_read_drop` differs from the bare drop only in reading the headers, so its ratio within a round tells
+    the round's phase."""
+    pairs = list(zip(read.get("samples_ratio", []), sl.get("samples_ratio", [])))
+    free = [s for r, s in pairs if r >= fast]
+    costly = [s for r, s in pairs if r < fast]
+    if not free or not costly:
+        return None
+    return (f"- Split by phase: in the {len(free)} round(s) where `xdp_read_drop` ran at ≥ {fast}× the bare drop "
+            f"(reading the frame was free), sluice reached {num(statistics.median(free), 2)}× the bare drop "
+            f"(median); in the other {len(costly)} round(s), {num(statistics.median(costly), 2)}×.")
 
 
 def hook_note(bare, read, sl):
