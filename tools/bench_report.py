@@ -212,6 +212,10 @@ def shed_section(sec, plotter, title, plot_name, plot_title, intro):
     return out
 
 
+# The header-reading program at this fraction of the bare drop or more: reading the frame cost nothing.
+FRAME_READ_FREE = 0.85
+
+
 def shed_notes(sec, what_floor):
     """Observations computed from the numbers: where the gap to the bare drop comes from."""
     out = []
@@ -219,7 +223,7 @@ def shed_notes(sec, what_floor):
     if bare and read and sl:
         vs_read = sec.get("sluice_vs_read_drop")
         spread = read["max_mpps_per_core"] / read["min_mpps_per_core"] if read["min_mpps_per_core"] else 0
-        touch_costs = read["ratio_to_bare_xdp_drop"] < 0.85
+        touch_costs = read["ratio_to_bare_xdp_drop"] < FRAME_READ_FREE
         extra_ns = 1e3 / sl["mpps_per_core"] - 1e3 / bare["mpps_per_core"] if sl["mpps_per_core"] else 0
         out.append(
             f"- `xdp_read_drop` does nothing but read the {what_floor} headers and drop: it reached "
@@ -261,7 +265,7 @@ def shed_notes(sec, what_floor):
     return out
 
 
-def phase_note(read, sl, fast=0.85):
+def phase_note(read, sl, fast=FRAME_READ_FREE):
     """sluice's ratio to the bare drop apart in the rounds where reading the frame was free and where it was not.
 
     `xdp_read_drop` differs from the bare drop only in reading the headers, so its ratio within a round tells
