@@ -242,7 +242,7 @@ def shed_notes(sec, what_floor):
                 "comes from running sluice: its program's own work, and what that work costs the rest of the "
                 "receive path.")
         if "hook_ns_per_packet" in sl and "hook_ns_per_packet" in bare:
-            out.append(hook_note(bare, read, sl))
+            out.append(hook_note(bare, read, sl, extra_ns))
         if spread > 1.5:
             out.append(
                 f"- The cost of touching the frame was not the same in every round (`xdp_read_drop` ranged "
@@ -280,27 +280,23 @@ def phase_note(read, sl, fast=FRAME_READ_FREE):
             f"(median); in the other {len(costly)} round(s), {num(statistics.median(costly), 2)}×.")
 
 
-def hook_note(bare, read, sl):
-    """Where sluice's cost per packet went, from the pass with the kernel's BPF statistics on."""
+def hook_note(bare, read, sl, extra_ns):
+    """How much of sluice's extra cost per packet (extra_ns, from the throughput rounds) its program accounts for,
+    from the pass with the kernel's BPF statistics on."""
     inside = sl["hook_ns_per_packet"] - bare["hook_ns_per_packet"]
-    total = sl["hook_pass_busy_ns_per_packet"] - bare["hook_pass_busy_ns_per_packet"]
     read_hook = f", the header-reading program {num(read['hook_ns_per_packet'], 1)} ns" \
         if "hook_ns_per_packet" in read else ""
     text = (f"- Time in the XDP hook per packet, from the kernel's BPF statistics in a pass of their own (they add "
             f"two clock reads to every run, so only differences count): bare drop {num(bare['hook_ns_per_packet'], 1)} "
             f"ns{read_hook}, sluice {num(sl['hook_ns_per_packet'], 1)} ns: sluice's program took {num(inside, 0)} ns "
             "per packet more than the bare drop (`packet_cost` above measures the same work with hot caches).")
-    if inside >= total:
-        text += (f" The receiving core's busy time per packet rose by {num(total, 0)} ns in that pass, no more than "
-                 "that: as far as this pass can tell, all of sluice's cost is inside its program.")
-    elif total - inside > 0.25 * total:
-        text += (f" The receiving core's busy time per packet rose by {num(total, 0)} ns in that pass; the other "
-                 f"{num(total - inside, 0)} ns went outside the program: the driver's own path ran slower with sluice "
-                 "in the hook, presumably for the cache lines and code the program takes from it (no PMU here to "
-                 "count misses).")
+    if extra_ns - inside > 0.25 * extra_ns:
+        text += (f" Of the {num(extra_ns, 0)} ns per packet more that the receiving core spent in the throughput "
+                 f"rounds, the other {num(extra_ns - inside, 0)} ns went outside the program's own run time: the "
+                 "receive path around it ran slower with sluice in the hook (no PMU here to say why).")
     else:
-        text += (f" The receiving core's busy time per packet rose by {num(total, 0)} ns in that pass: nearly all "
-                 "of it inside the program.")
+        text += (f" In the throughput rounds the receiving core spent {num(extra_ns, 0)} ns per packet more: about "
+                 "what the program took.")
     return text
 
 
