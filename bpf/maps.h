@@ -226,6 +226,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } deny_stats SEC(".maps");
 
+/* The complete judge, for the quick one to hand packets to (see abi.h).
+ * Pinned: the kernel empties a program array once no file or pin holds it.
+ * Every load fills the slot with its own complete judge, which then serves
+ * the quick judges of every interface (they share all other maps too). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, SL_JUDGE__COUNT);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} judges SEC(".maps");
+
 /* Tests only: the last decision, when sl_config.trace is set. Not pinned. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -11,6 +11,14 @@
  * in-flight) apply to all new work. Packets of admitted work pass uncharged;
  * anything that cannot be parsed passes uncharged and is counted.
  *
+ * The ingress judgement runs as two programs built from the same code
+ * (judge() with `complete` a compile-time constant). The quick judge on the
+ * hook holds only what static admission needs; whatever needs more (a
+ * tracked service, an RST reply, a dry run) it hands over with a tail call
+ * to the complete judge, which judges that packet from the start. Kept out
+ * of the quick judge, the cold paths no longer slow the shedding of a flood
+ * (bench/shed_rate).
+ *
  * TC egress: ends the requests of tracked services at their first response
  * byte (latency, status, in-flight).
  */
@@ -41,12 +49,15 @@ static __always_inline int is_new_connection(const struct packet *pkt)
 	return (pkt->tcp_flags & (TCP_FL_SYN | TCP_FL_ACK | TCP_FL_RST | TCP_FL_FIN)) == TCP_FL_SYN;
 }
 
+/* In the functions below, `complete` is 0 in the quick judge, which only
+ * gets that far for services that need none of what it guards: the test
+ * takes that code out of the quick judge at compile time. */
 static __always_inline int reject(struct xdp_md *ctx, const struct sl_service *svc,
-				  const struct packet *pkt, struct sl_global_counters *g)
+				  const struct packet *pkt, struct sl_global_counters *g, const int complete)
 {
 	/* A fragmented SYN's length is unknown here, so its RST could not carry
 	 * the right ACK: such a SYN is dropped instead. */
-	if (svc->reject == SL_REJECT_RST && pkt->l4proto == IPPROTO_TCP && !pkt->fragmented) {
+	if (complete && svc->reject == SL_REJECT_RST && pkt->l4proto == IPPROTO_TCP && !pkt->fragmented) {
 		if (build_rst(ctx, pkt) == 0) {
 			count(g, SL_G_RST_SENT);
 			return XDP_TX;
@@ -60,9 +71,10 @@ static __always_inline int reject(struct xdp_md *ctx, const struct sl_service *s
  * it for its service when the controller needs it (adaptive reasons) or in
  * dry run; static refusals are only counted per pair, so the shed path of a
  * flood pays for nothing more. */
-static __always_inline int refused(__u32 service_id, const struct sl_service *svc, enum sl_reason reason)
+static __always_inline int refused(__u32 service_id, const struct sl_service *svc, enum sl_reason reason,
+				   const int complete)
 {
-	int dry = svc->flags & SL_SVC_DRY_RUN;
+	int dry = complete && (svc->flags & SL_SVC_DRY_RUN);
 
 	if (dry || reason >= SL_R_INFLIGHT) {
 		struct sl_service_counters *sc = bpf_map_lookup_elem(&service_stats, &service_id);
@@ -129,9 +141,9 @@ static __always_inline int track_client_segment(const struct judged *j)
 	if (reason == SL_R_ADMITTED)
 		reason = adaptive_claim_probe(&gate);
 	TRACE(j->t, reason, reason);
-	if (reason != SL_R_ADMITTED && reason < SL_R__COUNT && refused(j->service_id, j->svc, reason)) {
+	if (reason != SL_R_ADMITTED && reason < SL_R__COUNT && refused(j->service_id, j->svc, reason, 1)) {
 		j->counters->verdict[reason]++;
-		return reject(j->ctx, j->svc, pkt, j->g);
+		return reject(j->ctx, j->svc, pkt, j->g, 1);
 	}
 	TRACE(j->t, reason, SL_R_REQUEST);
 	request_begin(&key, f, j->service_id, j->tenant_id, level, now);
@@ -139,10 +151,18 @@ static __always_inline int track_client_segment(const struct judged *j)
 	return XDP_PASS;
 }
 
-/* A unit of admission: a new connection or a datagram. */
-static __always_inline int admit_unit(const struct judged *j)
+/* What the quick judge leaves to the complete one: every packet of a
+ * tracked service or a dry run, and new connections refused with an RST. */
+static __always_inline int needs_complete_judgement(const struct sl_service *svc, const struct packet *pkt)
 {
-	int tracked = j->svc->flags & SL_SVC_TRACK;
+	return (svc->flags & (SL_SVC_TRACK | SL_SVC_DRY_RUN)) ||
+	       (svc->reject == SL_REJECT_RST && pkt->l4proto == IPPROTO_TCP && is_new_connection(pkt));
+}
+
+/* A unit of admission: a new connection or a datagram. */
+static __always_inline int admit_unit(const struct judged *j, const int complete)
+{
+	int tracked = complete && (j->svc->flags & SL_SVC_TRACK);
 	enum sl_reason reason = SL_R_ADMITTED;
 	struct adaptive_gate gate = {};
 	__u64 now = 0;
@@ -160,9 +180,9 @@ static __always_inline int admit_unit(const struct judged *j)
 	TRACE(j->t, reason, reason);
 	if (reason >= SL_R__COUNT)
 		return XDP_PASS;
-	if (reason != SL_R_ADMITTED && refused(j->service_id, j->svc, reason)) {
+	if (reason != SL_R_ADMITTED && refused(j->service_id, j->svc, reason, complete)) {
 		j->counters->verdict[reason]++;
-		return reject(j->ctx, j->svc, j->pkt, j->g);
+		return reject(j->ctx, j->svc, j->pkt, j->g, complete);
 	}
 	j->counters->verdict[SL_R_ADMITTED]++;
 	if (tracked) {
@@ -176,9 +196,11 @@ static __always_inline int admit_unit(const struct judged *j)
 	return XDP_PASS;
 }
 
-/* Judge one packet. `t` records the decision on the way (only kept in test
- * builds; otherwise the verifier prunes the record). */
-static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *g, struct sl_trace *t)
+/* Judge one packet, quickly or completely (see the top of this file). `t`
+ * records the decision on the way (only kept in test builds; otherwise the
+ * verifier prunes the record). */
+static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *g, struct sl_trace *t,
+				 const int complete)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -224,36 +246,54 @@ static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *
 	struct sl_counters *counters = bpf_map_lookup_elem(&pair_stats, &pair);
 	if (!counters || source.tenant_id >= sl_config.max_tenants)
 		FATE(SL_G_OUT_OF_RANGE, XDP_PASS); /* the CLI never lets this happen */
-#undef FATE
 
 	TRACE(t, service_id, service_id);
 	TRACE(t, tenant_id, source.tenant_id);
+	if (!complete && needs_complete_judgement(svc, &pkt)) {
+		bpf_tail_call(ctx, &judges, SL_JUDGE_COMPLETE);
+		FATE(SL_G_UNJUDGED, XDP_PASS); /* no complete judge loaded: fail open */
+	}
+#undef FATE
 	struct judged j = { .ctx = ctx, .pv = &pv, .svc = svc, .pkt = &pkt, .counters = counters, .g = g,
 			    .t = t, .service_id = service_id, .tenant_id = source.tenant_id, .pair = pair };
 	if (pkt.l4proto == IPPROTO_TCP && !is_new_connection(&pkt)) {
-		if (svc->flags & SL_SVC_TRACK)
+		if (complete && (svc->flags & SL_SVC_TRACK))
 			return track_client_segment(&j);
 		TRACE(t, reason, SL_R_PASSED);
 		counters->verdict[SL_R_PASSED]++;
 		return XDP_PASS;
 	}
-	return admit_unit(&j);
+	return admit_unit(&j, complete);
 }
 
-SEC("xdp")
-int sluice_xdp(struct xdp_md *ctx)
+static __always_inline int run(struct xdp_md *ctx, const int complete)
 {
 	__u32 zero = 0;
 	struct sl_global_counters *g = bpf_map_lookup_elem(&global_stats, &zero);
 	struct sl_trace t = {};
 
-	count(g, SL_G_PACKETS);
-	int action = judge(ctx, g, &t);
+	if (!complete)
+		count(g, SL_G_PACKETS); /* once, by the program on the hook */
+	int action = judge(ctx, g, &t, complete);
 	if (sl_config.trace) {
 		t.action = action;
 		bpf_map_update_elem(&trace, &zero, &t, BPF_ANY);
 	}
 	return action;
+}
+
+/* The quick judge: the program attached to the XDP hook. */
+SEC("xdp")
+int sluice_xdp(struct xdp_md *ctx)
+{
+	return run(ctx, 0);
+}
+
+/* The complete judge: reached only through judges[SL_JUDGE_COMPLETE]. */
+SEC("xdp")
+int sluice_xdp_complete(struct xdp_md *ctx)
+{
+	return run(ctx, 1);
 }
 
 /* "HTTP/1.x 5" at the start of a response payload. */

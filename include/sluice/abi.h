@@ -59,6 +59,18 @@
 
 #define SL_DEFAULT_CONTROL_STALE_MS 2000
 
+/*
+ * The XDP data path is two programs. The quick judge (sluice_xdp, on the
+ * hook) decides whatever static admission decides alone; packets that need
+ * more (services the controller governs, RST replies, dry runs) it hands to
+ * the complete judge through judges[SL_JUDGE_COMPLETE]. The loader fills
+ * that slot; while it is empty, such packets pass (fail open, SL_G_UNJUDGED).
+ */
+enum sl_judge {
+	SL_JUDGE_COMPLETE = 0,
+	SL_JUDGE__COUNT,
+};
+
 /* Index into the port table: TCP services first, then UDP. */
 enum sl_proto_index {
 	SL_PROTO_TCP = 0,
@@ -420,6 +432,7 @@ enum sl_global_counter {
 	SL_G_RST_FAILED,      /* could not build the RST: dropped instead */
 	SL_G_OUT_OF_RANGE,    /* a (service, tenant) pair beyond the maps' geometry: passed */
 	SL_G_CONTROL_STALE,   /* packets that found control values too old, ignored them */
+	SL_G_UNJUDGED,        /* for the complete judge, which was not there: passed */
 	SL_G__COUNT,
 };
 struct sl_global_counters {

@@ -47,6 +47,15 @@ Policy tracked_policy(policy::RejectMode reject = policy::RejectMode::Drop) {
   return p;
 }
 
+// At kT0, with a live controller that holds the service's breaker open.
+void open_the_breaker(XdpTester& t, const std::string& service) {
+  t.set_now(kT0);
+  t.set_heartbeat(kT0);
+  sl_control ctl{};
+  ctl.breaker_state = SL_BREAKER_OPEN;
+  t.set_control(service, ctl);
+}
+
 // One TCP connection's packets, client side (in) and server side (out).
 struct Conn {
   std::string client = "198.18.0.1";
@@ -271,11 +280,7 @@ TEST(Adaptive, InflightLimitRefusesNewConnectionsAndRequests) {
 
 TEST(Adaptive, RefusedRequestsGetAResetTheClientAccepts) {
   XdpTester t(tracked_policy(policy::RejectMode::Rst));
-  t.set_now(kT0);
-  t.set_heartbeat(kT0);
-  sl_control ctl{};
-  ctl.breaker_state = SL_BREAKER_OPEN;
-  t.set_control("web", ctl);
+  open_the_breaker(t, "web");
   Conn c;
   c.client_seq = 777, c.server_seq = 99999;
   Bytes req = c.request("GET /x HTTP/1.1\r\n\r\n");
@@ -393,11 +398,7 @@ TEST(Adaptive, LevelTwoIsShedFirstAndLevelZeroLast) {
 
 TEST(Adaptive, StaleControlIsIgnoredFailOpen) {
   XdpTester t(tracked_policy());
-  t.set_now(kT0);
-  t.set_heartbeat(kT0);
-  sl_control ctl{};
-  ctl.breaker_state = SL_BREAKER_OPEN;
-  t.set_control("web", ctl);
+  open_the_breaker(t, "web");
   Conn c;
   EXPECT_EQ(t.run(c.syn()).action, XDP_DROP);
   t.set_now(kT0 + 2000 * kMs);  // exactly the 2 s bound: still fresh
@@ -418,17 +419,49 @@ TEST(Adaptive, StaleControlIsIgnoredFailOpen) {
   EXPECT_EQ(t.run(d.syn()).action, XDP_DROP);
 }
 
+// The quick judge on the hook hands tracked services to the complete judge.
+// Without it (the judges slot empty) their packets pass and are counted,
+// while static limits still apply; reconnected, the controller rules again.
+TEST(Adaptive, WithoutTheCompleteJudgeTrackedServicesFailOpen) {
+  Policy p = tracked_policy();
+  policy::Service flood;
+  flood.name = "flood";
+  flood.proto = policy::Proto::Udp;
+  flood.port = 9;
+  flood.rate = Rate{1, 3600};
+  flood.burst = 1;
+  p.services.push_back(flood);
+  XdpTester t(p);
+  open_the_breaker(t, "web");
+  auto datagram = [] { return PacketBuilder().ipv4("198.18.0.1", "198.18.0.2").udp(4000, 9).build(); };
+  Conn c;
+  ASSERT_EQ(t.run(c.syn()).action, XDP_DROP);  // the open breaker, applied by the complete judge
+  ASSERT_EQ(t.run(c.request()).action, XDP_DROP);
+
+  kernel::DataPath& dp = t.datapath();
+  uint32_t slot = SL_JUDGE_COMPLETE;
+  ASSERT_EQ(bpf_map_delete_elem(dp.map_fd(dp.skel()->maps.judges), &slot), 0);
+  EXPECT_EQ(t.run(c.syn()).action, XDP_PASS);
+  EXPECT_EQ(t.run(c.request()).action, XDP_PASS);
+  EXPECT_EQ(t.global(SL_G_UNJUDGED), 2u);
+  EXPECT_EQ(t.run(datagram()).action, XDP_PASS);  // the quick judge alone: its burst of 1
+  EXPECT_EQ(t.run(datagram()).action, XDP_DROP);
+  EXPECT_EQ(t.pair("flood", "default").verdict[SL_R_TENANT_LIMIT], 1u);
+  EXPECT_EQ(t.global(SL_G_UNJUDGED), 2u);
+
+  dp.connect_judges();
+  EXPECT_EQ(t.run(c.syn()).action, XDP_DROP);
+  EXPECT_EQ(t.global(SL_G_UNJUDGED), 2u);
+  EXPECT_EQ(t.global(SL_G_PACKETS), 7u);  // counted once each, by the quick judge
+}
+
 TEST(Adaptive, UntrackedServicesIgnoreTheControllerAndAreNotObserved) {
   Policy p = tracked_policy();
   p.services[0].tuning.adaptive = policy::Adaptive::Off;
   p.services[0].tuning.timeout_ms = 0;
   p.services[0].http = false;
   XdpTester t(p);
-  t.set_now(kT0);
-  t.set_heartbeat(kT0);
-  sl_control ctl{};
-  ctl.breaker_state = SL_BREAKER_OPEN;
-  t.set_control("web", ctl);
+  open_the_breaker(t, "web");
   Conn c;
   EXPECT_EQ(t.run(c.syn()).action, XDP_PASS);
   EXPECT_EQ(t.run(c.request()).action, XDP_PASS);

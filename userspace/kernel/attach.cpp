@@ -102,6 +102,15 @@ void detach_egress(int ifindex) {
   bpf_tc_detach(&hook, &opts);  // absent already: nothing to do
 }
 
+// The program libxdp puts on the hook: the quick judge, which hands packets
+// to the complete one (see enum sl_judge). libxdp loads the object.
+xdp_program* quick_judge(const DataPath& dp) {
+  DECLARE_LIBXDP_OPTS(xdp_program_opts, opts, .obj = dp.object(), .prog_name = dp.xdp_prog_name());
+  xdp_program* prog = xdp_program__create(&opts);
+  if (long err = libxdp_get_error(prog)) throw SystemError("cannot prepare the XDP program" + library_detail(), -err);
+  return prog;
+}
+
 // Replace sluice's program in place with the new build.
 void upgrade(DataPath& dp, const AttachedPrograms& attached, int ifindex, const std::string& ifname) {
   xdp_program* old = attached.sluice();
@@ -117,11 +126,11 @@ void upgrade(DataPath& dp, const AttachedPrograms& attached, int ifindex, const 
   // Behind the dispatcher libxdp has no replace: add the new program, then
   // remove the old one. For the moment both run, a new connection may be
   // charged twice.
-  xdp_program* prog = xdp_program__from_bpf_obj(dp.object(), "xdp");
-  if (long err = libxdp_get_error(prog)) throw SystemError("cannot prepare the XDP program" + library_detail(), -err);
+  xdp_program* prog = quick_judge(dp);
   int err = xdp_program__attach(prog, ifindex, attached.mode(), 0);
   xdp_program__close(prog);
   if (err) throw SystemError("cannot attach the new sluice to " + ifname + library_detail(), -err);
+  dp.connect_judges();
   err = xdp_program__detach(old, ifindex, attached.mode(), 0);
   if (err) throw SystemError("attached the new sluice to " + ifname + " but cannot remove the old" + library_detail(), -err);
 }
@@ -157,9 +166,7 @@ AttachOutcome attach(DataPath& dp, const std::string& netns, const std::string& 
                             " xdp off'), or load it with xdp-loader where the kernel allows the dispatcher",
                         EBUSY);
     } else {
-      xdp_program* prog = xdp_program__from_bpf_obj(dp.object(), "xdp");
-      if (long err = libxdp_get_error(prog))
-        throw SystemError("cannot prepare the XDP program" + library_detail(), -err);
+      xdp_program* prog = quick_judge(dp);
       auto attach_in = [&](xdp_attach_mode mode) {
         clear_library_message();
         return xdp_program__attach(prog, ifindex, mode, 0);
@@ -182,6 +189,8 @@ AttachOutcome attach(DataPath& dp, const std::string& netns, const std::string& 
                            "; use --mode generic or --mode auto");
         throw SystemError("cannot attach to " + ifname + library_detail(), -err);
       }
+      // Until now packets for the complete judge passed unjudged (fail open).
+      dp.connect_judges();
     }
   }
 

@@ -73,7 +73,8 @@ const char* reason_name(int reason) {
 const char* global_counter_name(int counter) {
   static const char* const names[] = {
       "packets",     "not_ip",  "truncated", "malformed",  "header_limit", "fragment",    "other_l4",
-      "not_service", "no_policy", "denied",  "rst_sent",   "rst_failed",   "out_of_range", "control_stale"};
+      "not_service", "no_policy", "denied",  "rst_sent",   "rst_failed",   "out_of_range", "control_stale",
+      "unjudged"};
   static_assert(std::size(names) == SL_G__COUNT, "a name for every global counter");
   return counter >= 0 && counter < SL_G__COUNT ? names[counter] : "unknown";
 }

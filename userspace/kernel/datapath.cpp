@@ -147,6 +147,14 @@ void DataPath::load() {
     if (!pin_dir_.empty()) what += " (pins in " + pin_dir_ + ")";
     throw SystemError(with_library_message(what), -err);
   }
+  if (load_programs_) connect_judges();
+}
+
+void DataPath::connect_judges() const {
+  uint32_t slot = SL_JUDGE_COMPLETE;
+  int complete = bpf_program__fd(skel_->progs.sluice_xdp_complete);
+  if (complete < 0) throw SystemError("the complete XDP judge is not loaded", EBADF);
+  map_update(map_fd(skel_->maps.judges), slot, complete, "the judges map");
 }
 
 bpf_object* DataPath::object() const { return skel_->obj; }
@@ -173,5 +181,7 @@ bpf_map* DataPath::policy_outer(PolicyMap which) const {
 int DataPath::policy_outer_fd(PolicyMap which) const { return map_fd(policy_outer(which)); }
 
 int DataPath::xdp_prog_fd() const { return bpf_program__fd(skel_->progs.sluice_xdp); }
+
+const char* DataPath::xdp_prog_name() const { return bpf_program__name(skel_->progs.sluice_xdp); }
 
 }  // namespace sluice::kernel

@@ -56,6 +56,11 @@ class DataPath {
   // false). Not for libxdp attachment, which loads the object itself.
   void load();
 
+  // Puts this load's complete judge in the judges slot the quick judge hands
+  // packets to (see enum sl_judge). load() does it; after libxdp loaded the
+  // object, the caller does.
+  void connect_judges() const;
+
   sluice_bpf* skel() const { return skel_; }
   bpf_object* object() const;
   const std::string& pin_dir() const { return pin_dir_; }
@@ -67,6 +72,7 @@ class DataPath {
   const InnerMapSpec& inner_spec(PolicyMap which) const { return inner_[static_cast<int>(which)]; }
   bpf_map* policy_outer(PolicyMap which) const;
   int xdp_prog_fd() const;
+  const char* xdp_prog_name() const;
 
   // The sizes the maps have (pinned maps keep the sizes they were made with).
   const policy::MapSizes& sizes() const { return sizes_; }
