@@ -152,7 +152,8 @@ static __always_inline int track_client_segment(const struct judged *j)
 }
 
 /* What the quick judge leaves to the complete one: every packet of a
- * tracked service or a dry run, and new connections refused with an RST. */
+ * tracked or dry-run service, and every new connection to a service that
+ * refuses with an RST (the quick judge cannot write the reply). */
 static __always_inline int needs_complete_judgement(const struct sl_service *svc, const struct packet *pkt)
 {
 	return (svc->flags & (SL_SVC_TRACK | SL_SVC_DRY_RUN)) ||
