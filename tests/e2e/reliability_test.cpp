@@ -3,7 +3,8 @@
 // binary against a private installation (pin directory and policy file),
 // real servers (a counting UDP sink, capsrv) and real clients (loadgen).
 //
-//   ReliabilityUpgrade       re-attaching (a fresh load of the programs) under load loses nothing
+//   ReliabilityUpgrade       re-attaching (a fresh load of the programs) under load loses nothing;
+//                            a first attach that fails half-way leaves the device as it was
 //   ReliabilityController    restarting `sluice run` under overload keeps the learned limit
 //   ReliabilityKilledApply   a CLI killed mid-apply leaves the old policy or the new one
 //   ReliabilityPersistence   the policy file is always whole; bad files are refused; attach restores it
@@ -486,6 +487,46 @@ TEST(ReliabilityUpgrade, ReattachingUnderLoadAdmitsExactlyWhatAnUninterruptedRun
 TEST(ReliabilityUpgrade, SharingTheHookBehindLibxdpLosesNothingOrIsRefusedClearly)
 {
     upgrade_under_load(true);
+}
+
+// A first attach that fails half-way leaves the device as it was. Here the
+// egress hook already holds another user's filter at sluice's priority for
+// another protocol, which the kernel refuses to mix with sluice's filter:
+// the XDP program, on the hook by then, comes off again, no pins remain,
+// and the other filter is untouched. Once it is gone, attach works.
+TEST(ReliabilityUpgrade, AnAttachThatFailsHalfWayLeavesTheDeviceAsItWas)
+{
+    Testbed tb;
+    SluiceCli cli;
+    const std::string ns = tb.server_ns(), dev = tb.server_dev();
+    // The foreign filter's program, pinned where tc can take it (tc's own
+    // loader would leave its directories in bpffs behind).
+    struct Pins {
+        std::string dir = "/sys/fs/bpf/sluice-e2e-foreign-" + std::to_string(getpid());
+        ~Pins() { std::filesystem::remove_all(dir); }
+    } foreign;
+    tb.run("", {"bpftool", "prog", "loadall", build_dir() + "/bpf/baseline.bpf.o", foreign.dir});
+    tb.run(ns, {"tc", "qdisc", "add", "dev", dev, "clsact"});
+    tb.run("", {"nsenter", "--net=/run/netns/" + ns, "tc", "filter", "add", "dev", dev, "egress", "prio", "81",
+                "protocol", "ip", "bpf", "da", "pinned", foreign.dir + "/tc_pass"});
+    auto link = [&] { return tb.run(ns, {"ip", "link", "show", "dev", dev}); };
+    auto egress = [&] { return tb.run(ns, {"tc", "filter", "show", "dev", dev, "egress"}); };
+
+    RunResult r = cli.run({"-n", ns, "attach", dev, "--mode", "native"});
+    numbers("attach next to a foreign egress filter at priority 81: " + r.err);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_TRUE(one_line(r.err)) << r.err;
+    EXPECT_TRUE(contains(r.err, "cannot attach the egress program to " + dev)) << r.err;
+    EXPECT_FALSE(contains(link(), "xdp")) << link();
+    EXPECT_TRUE(contains(egress(), "tc_pass")) << egress();
+    EXPECT_FALSE(std::filesystem::exists(cli.pin_dir())) << "a failed first attach left maps behind";
+
+    tb.run(ns, {"tc", "filter", "del", "dev", dev, "egress", "prio", "81"});
+    cli.must({"-n", ns, "attach", dev, "--mode", "native"});
+    EXPECT_TRUE(contains(link(), "xdp")) << link();
+    EXPECT_TRUE(contains(egress(), "sluice_tc_egres")) << egress();
+    cli.must({"-n", ns, "detach", dev});
+    EXPECT_FALSE(contains(link(), "xdp")) << link();
 }
 
 // ==================================================================================

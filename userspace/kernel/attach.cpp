@@ -102,6 +102,13 @@ void detach_egress(int ifindex) {
   bpf_tc_detach(&hook, &opts);  // absent already: nothing to do
 }
 
+// Takes sluice's XDP program off the hook; returns libxdp's error, or 0.
+int detach_xdp(const AttachedPrograms& attached, int ifindex) {
+  clear_library_message();
+  return attached.legacy() ? xdp_multiprog__detach(attached.get())
+                           : xdp_program__detach(attached.sluice(), ifindex, attached.mode(), 0);
+}
+
 // The program libxdp puts on the hook: the quick judge, which hands packets
 // to the complete one (see enum sl_judge). libxdp loads the object.
 xdp_program* quick_judge(const DataPath& dp) {
@@ -150,6 +157,8 @@ std::optional<uint32_t> sluice_prog_id(int ifindex) {
 AttachOutcome attach(DataPath& dp, const std::string& netns, const std::string& ifname, XdpModeRequest request) {
   int ifindex = ifindex_of(netns, ifname);
   AttachOutcome out;
+  bool fresh = false;  // the XDP program was not there before
+  bool egress = false;  // this call put the egress filter on
   {
     AttachedPrograms attached(ifindex);
     if (attached.sluice()) {
@@ -189,24 +198,37 @@ AttachOutcome attach(DataPath& dp, const std::string& netns, const std::string& 
                            "; use --mode generic or --mode auto");
         throw SystemError("cannot attach to " + ifname + library_detail(), -err);
       }
-      // Until now packets for the complete judge passed unjudged (fail open).
-      dp.connect_judges();
+      fresh = true;
     }
   }
 
-  AttachedPrograms now(ifindex);
-  xdp_program* mine = now.sluice();
-  if (!mine) throw SystemError("attached to " + ifname + " but cannot find the program there", ENOENT);
-  out.attachment.netns = netns;
-  out.attachment.ifname = ifname;
-  sl_attachment& info = out.attachment.info;
-  info.ifindex = static_cast<uint32_t>(ifindex);
-  info.xdp_prog_id = xdp_program__id(mine);
-  info.xdp_mode = now.mode() == XDP_MODE_SKB ? SL_XDP_GENERIC : SL_XDP_NATIVE;
-  info.multiprog = now.legacy() ? 0 : 1;
-  info.attached_at = static_cast<uint64_t>(time(nullptr));
-  info.tc_prog_id = attach_egress(dp, ifindex, ifname);
-  map_update(dp.map_fd(dp.skel()->maps.attachments), attach_key(netns, ifname), info, "attachments");
+  try {
+    // Until now packets for the complete judge passed unjudged (fail open).
+    if (fresh) dp.connect_judges();
+    AttachedPrograms now(ifindex);
+    xdp_program* mine = now.sluice();
+    if (!mine) throw SystemError("attached to " + ifname + " but cannot find the program there", ENOENT);
+    out.attachment.netns = netns;
+    out.attachment.ifname = ifname;
+    sl_attachment& info = out.attachment.info;
+    info.ifindex = static_cast<uint32_t>(ifindex);
+    info.xdp_prog_id = xdp_program__id(mine);
+    info.xdp_mode = now.mode() == XDP_MODE_SKB ? SL_XDP_GENERIC : SL_XDP_NATIVE;
+    info.multiprog = now.legacy() ? 0 : 1;
+    info.attached_at = static_cast<uint64_t>(time(nullptr));
+    info.tc_prog_id = attach_egress(dp, ifindex, ifname);
+    egress = true;
+    map_update(dp.map_fd(dp.skel()->maps.attachments), attach_key(netns, ifname), info, "attachments");
+  } catch (...) {
+    // A first attach that fails half-way takes its programs off again: the
+    // device is as it was, not judged by a program nobody recorded.
+    if (fresh) {
+      AttachedPrograms now(ifindex);
+      if (now.sluice()) detach_xdp(now, ifindex);
+      if (egress) detach_egress(ifindex);
+    }
+    throw;
+  }
   return out;
 }
 
@@ -227,10 +249,8 @@ void detach(const DataPath& dp, const std::string& netns, const std::string& ifn
     throw UsageError("sluice is not attached to " + ifname +
                      (netns.empty() ? "" : " in network namespace '" + netns + "'") + " (see: sluice status)");
   }
-  clear_library_message();
-  int err = attached.legacy() ? xdp_multiprog__detach(attached.get())
-                              : xdp_program__detach(mine, ifindex, attached.mode(), 0);
-  if (err) throw SystemError("cannot detach from " + ifname + library_detail(), -err);
+  if (int err = detach_xdp(attached, ifindex))
+    throw SystemError("cannot detach from " + ifname + library_detail(), -err);
   detach_egress(ifindex);
   forget_attachment(dp, netns, ifname);
 }
