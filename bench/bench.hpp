@@ -11,11 +11,18 @@ namespace sluice::bench {
 
 using Json = nlohmann::ordered_json;
 
+// Another build of sluice, measured side by side with this one.
+struct SluiceVariant {
+  std::string name;  // its cases are "sluice_<name>"
+  std::string path;  // its `sluice` binary
+};
+
 struct Options {
   bool quick = false;       // bounded run for regular use
   std::string build_dir;    // where the tools and skeletons were built (the sluice binary of
                             // test::SluiceCli is found from this binary's path: <build>/bench/)
   std::string out_dir;      // where results and plots go
+  std::vector<SluiceVariant> sluice_variants;  // extra XDP cases in shed_rate and syn_flood
 };
 
 class Report {

@@ -1,7 +1,10 @@
 // sluice_bench: runs the benchmarks and writes a JSON report.
-//   sluice_bench [--quick] [--only NAME,...] --out DIR --build DIR
+//   sluice_bench [--quick] [--only NAME,...] [--sluice-variant NAME=PATH ...] --out DIR --build DIR
 #include <CLI/CLI.hpp>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -32,7 +35,33 @@ int main(int argc, char** argv) {
   app.add_option("--only", only, "Comma-separated benchmarks to run (default: all).");
   app.add_option("--out", opt.out_dir, "Directory for results.json")->required();
   app.add_option("--build", opt.build_dir, "Build directory (tools, BPF objects)")->required();
+  std::vector<std::string> variants;
+  app.add_option("--sluice-variant", variants,
+                 "NAME=PATH: also measure the sluice binary PATH (another build, e.g. of an experiment) as case "
+                 "sluice_NAME in shed_rate and syn_flood, in the same interleaved rounds as this build; "
+                 "results.json gives its per-round ratio to this build's sluice. Repeatable.");
   CLI11_PARSE(app, argc, argv);
+  for (const auto& v : variants) {
+    auto eq = v.find('=');
+    std::string name = eq == std::string::npos ? "" : v.substr(0, eq), path = eq == std::string::npos ? "" : v.substr(eq + 1);
+    bool name_ok = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+      return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '_';
+    });
+    if (!name_ok || path.empty()) {
+      std::cerr << "sluice_bench: --sluice-variant '" << v << "': expected NAME=PATH, NAME of a-z, 0-9 and _\n";
+      return 2;
+    }
+    for (const auto& other : opt.sluice_variants)
+      if (other.name == name) {
+        std::cerr << "sluice_bench: --sluice-variant " << name << " given twice\n";
+        return 2;
+      }
+    if (access(path.c_str(), X_OK) != 0) {
+      std::cerr << "sluice_bench: --sluice-variant " << name << ": " << path << " is not an executable file\n";
+      return 2;
+    }
+    opt.sluice_variants.push_back({name, path});
+  }
   sluice::kernel::capture_library_logs(false);
 
   std::map<std::string, void (*)(Report&, const Options&)> all = {

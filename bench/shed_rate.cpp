@@ -68,6 +68,8 @@ class ShedBed {
       // apart, so the per-round ratios scatter less.
       : rounds_(opt.quick ? 3 : 15), hook_rounds_(opt.quick ? 1 : 3), seconds_(opt.quick ? 0.8 : 0.6),
         sluice_(kBenchTag) {
+    for (const auto& v : opt.sluice_variants)
+      variants_.push_back({v.name, v.path, std::make_unique<test::SluiceCli>(kBenchTag, v.path)});
     require_two_cpus();
     test::TestbedOptions o;
     o.ipv6 = false;
@@ -162,13 +164,14 @@ class ShedBed {
   // The first cases of both benchmarks: bare XDP drop (the baseline of every
   // ratio), a native XDP program that reads the Ethernet, IPv4 and l4 ("UDP",
   // "TCP") headers, then drops, and sluice attached in native XDP with one
-  // service, which `sluice SERVICE...` adds (e.g. {"service", "add", ...}).
+  // service, which `sluice SERVICE...` adds (e.g. {"service", "add", ...});
+  // then the same for every --sluice-variant, as case sluice_<name>.
   std::vector<ShedCase> xdp_cases(const std::string& l4, const std::string& sluice_what,
                                   const std::vector<std::string>& service) {
     const std::string s = tb_->server_ns();
     const int ifindex = tb_->server_ifindex();
     const std::vector<std::string> attach = {"-n", s, "attach", tb_->server_dev(), "--mode", "native"};
-    return {
+    std::vector<ShedCase> cases = {
         {"bare_xdp_drop", "baseline: native XDP program that only returns XDP_DROP",
          "bpf_xdp_attach(server veth, xdp_drop of bpf/baseline.bpf.c, XDP_FLAGS_DRV_MODE)",
          [s, ifindex] { attach_baseline(s, ifindex, true); }, [this] { return xdp_drops(); },
@@ -177,14 +180,17 @@ class ShedBed {
          "bpf_xdp_attach(server veth, read_drop of bpf/traffic_gen.bpf.c, XDP_FLAGS_DRV_MODE)",
          [this, s, ifindex] { attach_xdp(s, ifindex, gen_.read_drop_fd()); }, [this] { return xdp_drops(); },
          [] { return uint64_t{0}; }, [s, ifindex] { detach_xdp(s, ifindex); }, true},
-        {"sluice", sluice_what, "sluice " + test::join(attach) + "\nsluice " + test::join(service),
-         [this, attach, service] {
-           sluice_.must(attach);
-           sluice_.must(service);
-         },
-         [this] { return xdp_drops(); }, [] { return uint64_t{0}; }, [this] { sluice_.reset(); }, true},
+        sluice_case("sluice", sluice_what, "sluice", sluice_, attach, service),
     };
+    for (auto& v : variants_)
+      cases.push_back(sluice_case("sluice_" + v.name, "variant: " + sluice_what + ", with the sluice build " + v.path,
+                                  v.path, *v.cli, attach, service));
+    return cases;
   }
+
+  // What each --sluice-variant did against this build's sluice: the median of
+  // their per-round ratios.
+  Json variants_vs_sluice(const Json& rows) const;
 
   // A ruleset for the netdev ingress hook of the server veth: table kTable,
   // an optional set (its declaration), and one rule that counts what it
@@ -215,9 +221,33 @@ class ShedBed {
            const std::string& traffic, const std::vector<std::string>& extra_commands = {});
 
  private:
+  // sluice attached by `cli` (running `binary`, as the commands say), with
+  // the service that `service` adds; reset after the case.
+  ShedCase sluice_case(const std::string& name, const std::string& what, const std::string& binary,
+                       test::SluiceCli& cli, const std::vector<std::string>& attach,
+                       const std::vector<std::string>& service) {
+    test::SluiceCli* c = &cli;
+    return {name,
+            what,
+            binary + " " + test::join(attach) + "\n" + binary + " " + test::join(service),
+            [c, attach, service] {
+              c->must(attach);
+              c->must(service);
+            },
+            [this] { return xdp_drops(); },
+            [] { return uint64_t{0}; },
+            [c] { c->reset(); },
+            true};
+  }
+
   int rounds_, hook_rounds_;  // throughput rounds; rounds of the pass with BPF statistics on
   double seconds_;
   test::SluiceCli sluice_;  // destroyed last: `sluice reset` once the devices are gone
+  struct Variant {  // a --sluice-variant with an installation of its own
+    std::string name, path;
+    std::unique_ptr<test::SluiceCli> cli;
+  };
+  std::vector<Variant> variants_;
   std::unique_ptr<test::Testbed> tb_;
   Generator gen_;
   std::string client_mac_, server_mac_;
@@ -287,6 +317,12 @@ double paired_ratio(const Json& rows, const std::string& a, const std::string& b
   for (size_t i = 0; i < ra.size() && i < rb.size(); i++)
     if (rb[i].get<double>() > 0) v.push_back(ra[i].get<double>() / rb[i].get<double>());
   return median(v);
+}
+
+Json ShedBed::variants_vs_sluice(const Json& rows) const {
+  Json out = Json::object();
+  for (const auto& v : variants_) out["sluice_" + v.name] = paired_ratio(rows, "sluice_" + v.name, "sluice");
+  return out;
 }
 
 Json target(const std::string& what, double ratio, double at_least) {
@@ -404,6 +440,7 @@ void shed_rate(Report& report, const Options& opt) {
       target("shed rate: sluice >= 40x user-space UDP app", paired_ratio(rows, "sluice", "udp_app"), 40),
   };
   out["sluice_vs_read_drop"] = paired_ratio(rows, "sluice", "xdp_read_drop");
+  if (!opt.sluice_variants.empty()) out["variants_vs_sluice"] = bed.variants_vs_sluice(rows);
   record_elapsed(out, "shed rate", t0);
 }
 
@@ -446,6 +483,7 @@ void syn_flood(Report& report, const Options& opt) {
       target("SYN flood: sluice >= 20x the SYN-cookie path", paired_ratio(rows, "sluice", "syn_cookies"), 20)};
   out["sluice_vs_nft"] = paired_ratio(rows, "sluice", "nft_limit_rate");
   out["sluice_vs_read_drop"] = paired_ratio(rows, "sluice", "xdp_read_drop");
+  if (!opt.sluice_variants.empty()) out["variants_vs_sluice"] = bed.variants_vs_sluice(rows);
   record_elapsed(out, "syn flood", t0);
 }
 

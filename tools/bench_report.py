@@ -262,6 +262,9 @@ def shed_notes(sec, what_floor):
         if ceil:
             out.append("- For scale, the program that only reads the headers and drops reached " + ", ".join(ceil) +
                        " (ratios of medians): no XDP filter that looks at the packet does better on this setup.")
+        for name, ratio in sec.get("variants_vs_sluice", {}).items():
+            out.append(f"- Variant `{name}` (`--sluice-variant`, another build measured in the same rounds) reached "
+                       f"{num(ratio, 3)}× this build's sluice (per-round median).")
     return out
 
 
@@ -491,6 +494,9 @@ def render(a, meta, results, plotter):
                  "# the same by hand, after `make`:\n"
                  "tools/bench.sh build [--quick]\n"
                  "build/bench/sluice_bench [--quick] [--only packet_cost,shed_rate,syn_flood,overload] "
+                 "--out DIR --build build\n"
+                 "# another build of sluice side by side with this one, in the same rounds (case sluice_NAME):\n"
+                 "build/bench/sluice_bench --only shed_rate --sluice-variant NAME=/path/to/other/sluice "
                  "--out DIR --build build\n"
                  "tools/bench_report.py --results DIR/results.json --docs docs", "sh"),
             "",

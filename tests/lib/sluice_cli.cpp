@@ -135,7 +135,7 @@ std::vector<std::string> remove_stale_installations(const std::string& tag)
     return removed;
 }
 
-SluiceCli::SluiceCli(const std::string& tag) : scratch_(tag)
+SluiceCli::SluiceCli(const std::string& tag, const std::string& binary) : scratch_(tag), binary_(binary)
 {
     remove_stale_installations(tag);
     pin_dir_ = pin_prefix(tag) + std::to_string(getpid()) + "-" + std::to_string(g_next_pin_dir++);
@@ -164,7 +164,7 @@ std::vector<std::string> SluiceCli::command(const std::vector<std::string>& args
     // Through env(1): the child gets exactly these two settings, whatever the
     // test runner's environment says.
     std::vector<std::string> argv = {"/usr/bin/env", "-u", "SLUICE_DEBUG", "SLUICE_PIN_DIR=" + pin_dir_,
-                                     "SLUICE_POLICY_FILE=" + policy_file_, sluice_binary()};
+                                     "SLUICE_POLICY_FILE=" + policy_file_, binary_};
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
 }

@@ -60,13 +60,14 @@ bool contains(const std::string& haystack, const std::string& needle);
 // is one line.
 bool one_line(const std::string& s);
 
-// The sluice binary with SLUICE_PIN_DIR (/sys/fs/bpf/sluice-<tag>-<pid>-<n>)
-// and SLUICE_POLICY_FILE (in a ScratchDir of the same tag) of its own.
+// The sluice binary (this build's, or `binary`) with SLUICE_PIN_DIR
+// (/sys/fs/bpf/sluice-<tag>-<pid>-<n>) and SLUICE_POLICY_FILE (in a
+// ScratchDir of the same tag) of its own.
 // The destructor runs `sluice reset` (detaching wherever this installation
 // is attached) and removes the pin directory and the policy file's directory.
 class SluiceCli {
 public:
-    explicit SluiceCli(const std::string& tag = kE2eTag);
+    explicit SluiceCli(const std::string& tag = kE2eTag, const std::string& binary = sluice_binary());
     ~SluiceCli();
     SluiceCli(const SluiceCli&) = delete;
     SluiceCli& operator=(const SluiceCli&) = delete;
@@ -95,6 +96,7 @@ public:
 
 private:
     ScratchDir scratch_;
+    std::string binary_;
     std::string pin_dir_;
     std::string policy_file_;
 };
