@@ -686,10 +686,12 @@ Timed run_timed(const SluiceCli& cli, const std::vector<std::string>& args)
 }
 
 // Where each kill lands, in seconds after the command started. The run
-// time is estimated from the calibration runs and then from every attempt
-// that finished before its kill (the machine's speed drifts: it is shared).
-// Points are low-discrepancy (each lands where no earlier one did): two of
-// three over the whole run, [0, 1.1 d), one of three around the switch,
+// time is estimated from the calibration runs, then from every attempt
+// that finished before its kill and every whole run measured() (the
+// machine's speed drifts: it is shared). Finished attempts alone would pull
+// the estimate down: only the short runs finish before their kill. Points
+// are low-discrepancy (each lands where no earlier one did): two of three
+// over the whole run, [0, 1.1 d), one of three around the switch,
 // [switch - 0.03 d, d), where the few milliseconds between the switch and
 // the exit are.
 class KillSchedule {
@@ -714,6 +716,8 @@ public:
         return from + frac * (to - from);
     }
     void finished_after(double seconds) { durations_.push_back(seconds); }
+    void measured(const Timed& whole_run) { durations_.push_back(whole_run.duration); }
+    bool near_switch_next() const { return n_ % 3 == 2; }
     double run_time() const
     {
         size_t n = std::min<size_t>(5, durations_.size());
@@ -821,10 +825,18 @@ TEST(ReliabilityKilledApply, KilledApplyLeavesTheOldPolicyOrTheNewNeverAMix)
     auto rng = seeded_rng("killed apply");
     KillSchedule schedule(calibration, std::uniform_real_distribution<double>(0.0, 1.0)(rng));
     int running = 1, kills = 0, finished = 0, ended_old = 0, ended_new = 0, mixes = 0, disagreements = 0;
-    int file_in_sync = 0, file_ahead = 0, file_bad = 0;
+    int file_in_sync = 0, file_ahead = 0, file_bad = 0, timed_between = 0;
     std::vector<double> points;
     for (int attempt = 0; kills < wanted_kills && attempt < 3 * wanted_kills; attempt++) {
         SCOPED_TRACE("attempt " + std::to_string(attempt));
+        if (schedule.near_switch_next()) {
+            // A whole apply first, to the other policy: the few milliseconds
+            // after the switch are only hit with a fresh run time.
+            calibration.push_back(run_timed(cli, {"apply", "-f", file[1 - running]}));
+            schedule.measured(calibration.back());
+            running = 1 - running;
+            timed_between++;
+        }
         const int target = 1 - running;
         const double delay = schedule.next();
         auto t = Clock::now();
@@ -878,7 +890,7 @@ TEST(ReliabilityKilledApply, KilledApplyLeavesTheOldPolicyOrTheNewNeverAMix)
     }
     std::sort(points.begin(), points.end());
     numbers("killed " + std::to_string(kills) + " applies (" + std::to_string(finished) +
-            " more finished before their kill) at " +
+            " more finished before their kill; " + std::to_string(timed_between) + " whole applies timed between) at " +
             std::to_string(std::set<double>(points.begin(), points.end()).size()) + " distinct points from " +
             fmt("%.3f", points.empty() ? 0 : points.front()) + " to " +
             fmt("%.3f", points.empty() ? 0 : points.back()) + " s (run time at the end " +
