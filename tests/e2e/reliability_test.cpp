@@ -827,7 +827,10 @@ TEST(ReliabilityKilledApply, KilledApplyLeavesTheOldPolicyOrTheNewNeverAMix)
     int running = 1, kills = 0, finished = 0, ended_old = 0, ended_new = 0, mixes = 0, disagreements = 0;
     int file_in_sync = 0, file_ahead = 0, file_bad = 0, timed_between = 0;
     std::vector<double> points;
-    for (int attempt = 0; kills < wanted_kills && attempt < 3 * wanted_kills; attempt++) {
+    // Until the wanted kills, and (bounded) until kills have landed on both
+    // sides of the switch: the window after it is a few milliseconds.
+    auto more = [&] { return kills < wanted_kills || ended_old == 0 || ended_new == 0; };
+    for (int attempt = 0; more() && attempt < 3 * wanted_kills + 30; attempt++) {
         SCOPED_TRACE("attempt " + std::to_string(attempt));
         if (schedule.near_switch_next()) {
             // A whole apply first, to the other policy: the few milliseconds
