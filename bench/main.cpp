@@ -42,8 +42,9 @@ int main(int argc, char** argv) {
                  "results.json gives its per-round ratio to this build's sluice. Repeatable.");
   CLI11_PARSE(app, argc, argv);
   for (const auto& v : variants) {
-    auto eq = v.find('=');
-    std::string name = eq == std::string::npos ? "" : v.substr(0, eq), path = eq == std::string::npos ? "" : v.substr(eq + 1);
+    const auto eq = v.find('=');
+    const std::string name = eq == std::string::npos ? "" : v.substr(0, eq);
+    const std::string path = eq == std::string::npos ? "" : v.substr(eq + 1);
     bool name_ok = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
       return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '_';
     });

@@ -686,10 +686,10 @@ Timed run_timed(const SluiceCli& cli, const std::vector<std::string>& args)
 }
 
 // Where each kill lands, in seconds after the command started. The run
-// time is estimated from the calibration runs, then from every attempt
-// that finished before its kill and every whole run measured() (the
-// machine's speed drifts: it is shared). Finished attempts alone would pull
-// the estimate down: only the short runs finish before their kill. Points
+// time is estimated from the calibration runs, then from every run that
+// finished (the machine's speed drifts: it is shared). Attempts that
+// finished before their kill alone would pull the estimate down: only the
+// short runs do; the caller adds whole runs it timed itself. Points
 // are low-discrepancy (each lands where no earlier one did): two of three
 // over the whole run, [0, 1.1 d), one of three around the switch,
 // [switch - 0.03 d, d), where the few milliseconds between the switch and
@@ -716,7 +716,6 @@ public:
         return from + frac * (to - from);
     }
     void finished_after(double seconds) { durations_.push_back(seconds); }
-    void measured(const Timed& whole_run) { durations_.push_back(whole_run.duration); }
     bool near_switch_next() const { return n_ % 3 == 2; }
     double run_time() const
     {
@@ -836,7 +835,7 @@ TEST(ReliabilityKilledApply, KilledApplyLeavesTheOldPolicyOrTheNewNeverAMix)
             // A whole apply first, to the other policy: the few milliseconds
             // after the switch are only hit with a fresh run time.
             calibration.push_back(run_timed(cli, {"apply", "-f", file[1 - running]}));
-            schedule.measured(calibration.back());
+            schedule.finished_after(calibration.back().duration);
             running = 1 - running;
             timed_between++;
         }

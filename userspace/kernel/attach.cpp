@@ -18,6 +18,7 @@ namespace sluice::kernel {
 
 namespace {
 
+// The quick judge of bpf/sluice.bpf.c: the program sluice puts on the hook.
 constexpr const char* kProgName = "sluice_xdp";
 
 // What libxdp reports attached to an interface; closed on scope exit.
@@ -112,7 +113,7 @@ int detach_xdp(const AttachedPrograms& attached, int ifindex) {
 // The program libxdp puts on the hook: the quick judge, which hands packets
 // to the complete one (see enum sl_judge). libxdp loads the object.
 xdp_program* quick_judge(const DataPath& dp) {
-  DECLARE_LIBXDP_OPTS(xdp_program_opts, opts, .obj = dp.object(), .prog_name = dp.xdp_prog_name());
+  DECLARE_LIBXDP_OPTS(xdp_program_opts, opts, .obj = dp.object(), .prog_name = kProgName);
   xdp_program* prog = xdp_program__create(&opts);
   if (long err = libxdp_get_error(prog)) throw SystemError("cannot prepare the XDP program" + library_detail(), -err);
   return prog;

@@ -182,6 +182,4 @@ int DataPath::policy_outer_fd(PolicyMap which) const { return map_fd(policy_oute
 
 int DataPath::xdp_prog_fd() const { return bpf_program__fd(skel_->progs.sluice_xdp); }
 
-const char* DataPath::xdp_prog_name() const { return bpf_program__name(skel_->progs.sluice_xdp); }
-
 }  // namespace sluice::kernel

@@ -72,7 +72,6 @@ class DataPath {
   const InnerMapSpec& inner_spec(PolicyMap which) const { return inner_[static_cast<int>(which)]; }
   bpf_map* policy_outer(PolicyMap which) const;
   int xdp_prog_fd() const;
-  const char* xdp_prog_name() const;
 
   // The sizes the maps have (pinned maps keep the sizes they were made with).
   const policy::MapSizes& sizes() const { return sizes_; }
