@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -82,6 +83,16 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Refused before a run of many minutes, not after it.
+  std::error_code ec;
+  std::filesystem::create_directories(opt.out_dir, ec);
+  const std::string results_path = opt.out_dir + "/results.json";
+  std::ofstream out(results_path);
+  if (ec || !out) {
+    std::cerr << "sluice_bench: cannot write " << results_path << (ec ? ": " + ec.message() : "") << "\n";
+    return 2;
+  }
+
   Report report;
   int failures = 0;
   for (const auto& name : chosen) {
@@ -94,7 +105,12 @@ int main(int argc, char** argv) {
       failures++;
     }
   }
-  std::ofstream out(opt.out_dir + "/results.json");
   out << report.root().dump(2) << "\n";
+  out.close();
+  if (!out) {
+    std::cerr << "sluice_bench: cannot write " << results_path << "\n";
+    return 1;
+  }
+  progress("results in " + results_path);
   return failures ? 1 : 0;
 }
