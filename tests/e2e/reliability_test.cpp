@@ -258,12 +258,17 @@ struct PinnedMap {
     PinnedMap(const PinnedMap&) = delete;
     PinnedMap& operator=(const PinnedMap&) = delete;
 
+    // One walk over the keys. When the key a step starts from has been
+    // deleted meanwhile, a hash map's walk starts over from its first key;
+    // the walk ends there, so a busy table's keys are not counted twice.
     std::vector<std::vector<uint8_t>> keys(size_t at_most = SIZE_MAX) const
     {
         std::vector<std::vector<uint8_t>> out;
+        std::set<std::vector<uint8_t>> seen;
         std::vector<uint8_t> key(info.key_size), next(info.key_size);
         const void* prev = nullptr;
         while (out.size() < at_most && bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+            if (!seen.insert(next).second) break;
             out.push_back(next);
             key = next;
             prev = key.data();
