@@ -60,14 +60,14 @@ static __always_inline struct sl_bucket *source_bucket(const struct sl_source_ke
  * one bucket never admit more than the bucket allows. A lost race re-reads
  * the TAT and decides again; the bound only exists for the verifier.
  */
-static __always_inline int bucket_take(struct sl_bucket *b, __u64 now, const struct sl_rate *rate)
+static __always_inline int bucket_take(struct sl_bucket *b, __u64 now, __u64 interval_ns, __u64 tolerance_ns)
 {
 	__u64 tat = b->tat_ns;
 
 #pragma unroll
 	for (int attempt = 0; attempt < 8; attempt++) {
 		__u64 next;
-		if (!sl_gcra_conforms(tat, now, rate, &next))
+		if (!sl_gcra_conforms(tat, now, interval_ns, tolerance_ns, &next))
 			return 0;
 		__u64 seen = __sync_val_compare_and_swap(&b->tat_ns, tat, next);
 		if (seen == tat)
@@ -77,31 +77,35 @@ static __always_inline int bucket_take(struct sl_bucket *b, __u64 now, const str
 	return 0;
 }
 
-/* The per-source bucket, then the (service, tenant) bucket. */
+/* The per-source bucket, then the (service, tenant) bucket. Only a service
+ * with per-source limits costs a read of its whole entry. */
 static __always_inline enum sl_reason admit_static(const struct policy_view *pv,
-						   const struct sl_service *svc, __u32 service_id,
+						   const struct sl_admission *adm, __u32 service_id,
 						   __u32 pair, const struct packet *pkt)
 {
 	__u64 now = bucket_clock();
 
-	if (svc->flags & SL_SVC_PER_SOURCE) {
+	if (adm->flags & SL_SVC_PER_SOURCE) {
+		const struct sl_service *svc = service_get(pv, service_id);
 		struct sl_source_key key = { .service_id = service_id, .family = pkt->family };
 		__builtin_memcpy(key.addr, pkt->saddr, 16);
-		struct sl_bucket *b = source_bucket(&key);
-		if (b && !bucket_take(b, now, &svc->per_source))
+		struct sl_bucket *b = svc ? source_bucket(&key) : 0;
+		if (b && !bucket_take(b, now, svc->per_source.interval_ns, svc->per_source.tolerance_ns))
 			return SL_R_SOURCE_LIMIT;
 	}
 
-	const struct sl_rate *rate = &svc->rate;
-	if (svc->flags & SL_SVC_TENANT_LIMITS) {
+	__u64 interval_ns = adm->interval_ns, tolerance_ns = adm->tolerance_ns;
+	if (adm->flags & SL_SVC_TENANT_LIMITS) {
 		void *limits = slot_map(&pol_limits, pv->slot);
 		struct sl_rate *own = limits ? bpf_map_lookup_elem(limits, &pair) : 0;
-		if (own && own->interval_ns)
-			rate = own;
+		if (own && own->interval_ns) {
+			interval_ns = own->interval_ns;
+			tolerance_ns = own->tolerance_ns;
+		}
 	}
-	if (rate->interval_ns) {
+	if (interval_ns) {
 		struct sl_bucket *b = bpf_map_lookup_elem(&pair_buckets, &pair);
-		if (b && !bucket_take(b, now, rate))
+		if (b && !bucket_take(b, now, interval_ns, tolerance_ns))
 			return SL_R_TENANT_LIMIT;
 	}
 	return SL_R_ADMITTED;

@@ -71,7 +71,7 @@ struct pol_svc_addr_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SL_MAX_ADDR_SERVICES);
 	__uint(key_size, sizeof(struct sl_addr_key));
-	__uint(value_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct sl_addr_service));
 };
 POLICY_MAP(pol_svc_addr, struct pol_svc_addr_inner);
 

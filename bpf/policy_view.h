@@ -81,11 +81,18 @@ static __always_inline struct sl_source_class classify_source(const struct polic
 	return cls ? *cls : none;
 }
 
-/* The service at (protocol, port, address), or 0. Ingress asks with the
+/* The service a packet is for, and what static admission needs of it. */
+struct service_match {
+	__u32 id; /* 0: none */
+	const struct sl_admission *admission;
+};
+
+/* The service at (protocol, port, address). Ingress asks with the
  * destination, egress with the source. */
-static __always_inline __u32 find_service(const struct policy_view *pv, __u8 l4proto, __u16 port,
-					  __u8 family, const __u8 addr[16])
+static __always_inline struct service_match find_service(const struct policy_view *pv, __u8 l4proto, __u16 port,
+							 __u8 family, const __u8 addr[16])
 {
+	struct service_match none = {};
 	__u32 proto_index;
 
 	if (l4proto == IPPROTO_TCP)
@@ -93,22 +100,25 @@ static __always_inline __u32 find_service(const struct policy_view *pv, __u8 l4p
 	else if (l4proto == IPPROTO_UDP)
 		proto_index = SL_PROTO_UDP;
 	else
-		return 0;
+		return none;
 
 	struct sl_port_entry *entry = slot_entry(&pol_ports, pv->slot, SL_PORT_INDEX_SIZE, proto_index << 16 | port);
 	if (!entry)
-		return 0;
+		return none;
 	if (entry->flags & SL_PORT_BY_ADDR) {
 		void *by_addr = slot_map(&pol_svc_addr, pv->slot);
 		if (by_addr) {
 			struct sl_addr_key key = { .proto_index = proto_index, .family = family, .port = port };
 			__builtin_memcpy(key.addr, addr, 16);
-			__u32 *id = bpf_map_lookup_elem(by_addr, &key);
-			if (id)
-				return *id;
+			struct sl_addr_service *bound = bpf_map_lookup_elem(by_addr, &key);
+			if (bound && bound->service) {
+				struct service_match found = { .id = bound->service, .admission = &bound->admission };
+				return found;
+			}
 		}
 	}
-	return entry->any_addr_service;
+	struct service_match found = { .id = entry->any_addr_service, .admission = &entry->any_addr };
+	return found;
 }
 
 static __always_inline const struct sl_service *service_get(const struct policy_view *pv, __u32 service_id)

@@ -52,12 +52,12 @@ static __always_inline int is_new_connection(const struct packet *pkt)
 /* In the functions below, `complete` is 0 in the quick judge, which only
  * gets that far for services that need none of what it guards: the test
  * takes that code out of the quick judge at compile time. */
-static __always_inline int reject(struct xdp_md *ctx, const struct sl_service *svc,
+static __always_inline int reject(struct xdp_md *ctx, const struct sl_admission *adm,
 				  const struct packet *pkt, struct sl_global_counters *g, const int complete)
 {
 	/* A fragmented SYN's length is unknown here, so its RST could not carry
 	 * the right ACK: such a SYN is dropped instead. */
-	if (complete && svc->reject == SL_REJECT_RST && pkt->l4proto == IPPROTO_TCP && !pkt->fragmented) {
+	if (complete && adm->reject == SL_REJECT_RST && pkt->l4proto == IPPROTO_TCP && !pkt->fragmented) {
 		if (build_rst(ctx, pkt) == 0) {
 			count(g, SL_G_RST_SENT);
 			return XDP_TX;
@@ -71,10 +71,10 @@ static __always_inline int reject(struct xdp_md *ctx, const struct sl_service *s
  * it for its service when the controller needs it (adaptive reasons) or in
  * dry run; static refusals are only counted per pair, so the shed path of a
  * flood pays for nothing more. */
-static __always_inline int refused(__u32 service_id, const struct sl_service *svc, enum sl_reason reason,
+static __always_inline int refused(__u32 service_id, const struct sl_admission *adm, enum sl_reason reason,
 				   const int complete)
 {
-	int dry = complete && (svc->flags & SL_SVC_DRY_RUN);
+	int dry = complete && (adm->flags & SL_SVC_DRY_RUN);
 
 	if (dry || reason >= SL_R_INFLIGHT) {
 		struct sl_service_counters *sc = bpf_map_lookup_elem(&service_stats, &service_id);
@@ -92,7 +92,7 @@ static __always_inline int refused(__u32 service_id, const struct sl_service *sv
 struct judged {
 	struct xdp_md *ctx;
 	const struct policy_view *pv;
-	const struct sl_service *svc;
+	const struct sl_admission *adm;
 	const struct packet *pkt;
 	struct sl_counters *counters;
 	struct sl_global_counters *g;
@@ -141,9 +141,9 @@ static __always_inline int track_client_segment(const struct judged *j)
 	if (reason == SL_R_ADMITTED)
 		reason = adaptive_claim_probe(&gate);
 	TRACE(j->t, reason, reason);
-	if (reason != SL_R_ADMITTED && reason < SL_R__COUNT && refused(j->service_id, j->svc, reason, 1)) {
+	if (reason != SL_R_ADMITTED && reason < SL_R__COUNT && refused(j->service_id, j->adm, reason, 1)) {
 		j->counters->verdict[reason]++;
-		return reject(j->ctx, j->svc, pkt, j->g, 1);
+		return reject(j->ctx, j->adm, pkt, j->g, 1);
 	}
 	TRACE(j->t, reason, SL_R_REQUEST);
 	request_begin(&key, f, j->service_id, j->tenant_id, level, now);
@@ -154,16 +154,16 @@ static __always_inline int track_client_segment(const struct judged *j)
 /* What the quick judge leaves to the complete one: every packet of a
  * tracked or dry-run service, and every new connection to a service that
  * refuses with an RST (the quick judge cannot write the reply). */
-static __always_inline int needs_complete_judgement(const struct sl_service *svc, const struct packet *pkt)
+static __always_inline int needs_complete_judgement(const struct sl_admission *adm, const struct packet *pkt)
 {
-	return (svc->flags & (SL_SVC_TRACK | SL_SVC_DRY_RUN)) ||
-	       (svc->reject == SL_REJECT_RST && pkt->l4proto == IPPROTO_TCP && is_new_connection(pkt));
+	return (adm->flags & (SL_SVC_TRACK | SL_SVC_DRY_RUN)) ||
+	       (adm->reject == SL_REJECT_RST && pkt->l4proto == IPPROTO_TCP && is_new_connection(pkt));
 }
 
 /* A unit of admission: a new connection or a datagram. */
 static __always_inline int admit_unit(const struct judged *j, const int complete)
 {
-	int tracked = complete && (j->svc->flags & SL_SVC_TRACK);
+	int tracked = complete && (j->adm->flags & SL_SVC_TRACK);
 	enum sl_reason reason = SL_R_ADMITTED;
 	struct adaptive_gate gate = {};
 	__u64 now = 0;
@@ -175,15 +175,15 @@ static __always_inline int admit_unit(const struct judged *j, const int complete
 		reason = adaptive_check(j->pv, j->service_id, level, now, j->g, &gate);
 	}
 	if (reason == SL_R_ADMITTED)
-		reason = admit_static(j->pv, j->svc, j->service_id, j->pair, j->pkt);
+		reason = admit_static(j->pv, j->adm, j->service_id, j->pair, j->pkt);
 	if (reason == SL_R_ADMITTED)
 		reason = adaptive_claim_probe(&gate);
 	TRACE(j->t, reason, reason);
 	if (reason >= SL_R__COUNT)
 		return XDP_PASS;
-	if (reason != SL_R_ADMITTED && refused(j->service_id, j->svc, reason, complete)) {
+	if (reason != SL_R_ADMITTED && refused(j->service_id, j->adm, reason, complete)) {
 		j->counters->verdict[reason]++;
-		return reject(j->ctx, j->svc, j->pkt, j->g, complete);
+		return reject(j->ctx, j->adm, j->pkt, j->g, complete);
 	}
 	j->counters->verdict[SL_R_ADMITTED]++;
 	if (tracked) {
@@ -238,9 +238,10 @@ static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *
 	if (pkt.l4proto != IPPROTO_TCP && pkt.l4proto != IPPROTO_UDP)
 		FATE(SL_G_OTHER_L4, XDP_PASS);
 
-	__u32 service_id = find_service(&pv, pkt.l4proto, pkt.dport, pkt.family, pkt.daddr);
-	const struct sl_service *svc = service_get(&pv, service_id);
-	if (!svc)
+	struct service_match service = find_service(&pv, pkt.l4proto, pkt.dport, pkt.family, pkt.daddr);
+	__u32 service_id = service.id;
+	const struct sl_admission *adm = service.admission;
+	if (!service_id || !adm)
 		FATE(SL_G_NOT_SERVICE, XDP_PASS);
 
 	__u32 pair = sl_pair_index(service_id, source.tenant_id, sl_config.max_tenants);
@@ -250,15 +251,15 @@ static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *
 
 	TRACE(t, service_id, service_id);
 	TRACE(t, tenant_id, source.tenant_id);
-	if (!complete && needs_complete_judgement(svc, &pkt)) {
+	if (!complete && needs_complete_judgement(adm, &pkt)) {
 		bpf_tail_call(ctx, &judges, SL_JUDGE_COMPLETE);
 		FATE(SL_G_UNJUDGED, XDP_PASS); /* no complete judge loaded: fail open */
 	}
 #undef FATE
-	struct judged j = { .ctx = ctx, .pv = &pv, .svc = svc, .pkt = &pkt, .counters = counters, .g = g,
+	struct judged j = { .ctx = ctx, .pv = &pv, .adm = adm, .pkt = &pkt, .counters = counters, .g = g,
 			    .t = t, .service_id = service_id, .tenant_id = source.tenant_id, .pair = pair };
 	if (pkt.l4proto == IPPROTO_TCP && !is_new_connection(&pkt)) {
-		if (complete && (svc->flags & SL_SVC_TRACK))
+		if (complete && (adm->flags & SL_SVC_TRACK))
 			return track_client_segment(&j);
 		TRACE(t, reason, SL_R_PASSED);
 		counters->verdict[SL_R_PASSED]++;
@@ -326,9 +327,11 @@ int sluice_tc_egress(struct __sk_buff *skb)
 	if (!closing && !payload)
 		return TC_ACT_OK; /* ACKs and SYN-ACKs answer nothing */
 
-	__u32 service_id = find_service(&pv, pkt.l4proto, pkt.sport, pkt.family, pkt.saddr);
-	const struct sl_service *svc = service_get(&pv, service_id);
-	if (!svc || !(svc->flags & SL_SVC_TRACK))
+	struct service_match service = find_service(&pv, pkt.l4proto, pkt.sport, pkt.family, pkt.saddr);
+	if (!service.admission || !(service.admission->flags & SL_SVC_TRACK))
+		return TC_ACT_OK;
+	const struct sl_service *svc = service_get(&pv, service.id);
+	if (!svc)
 		return TC_ACT_OK;
 
 	struct sl_flow_key key = {};

@@ -16,14 +16,15 @@
 
 #include "sluice/abi.h"
 
-/* Returns 1 and sets *next_tat if a unit arriving at `now` conforms. */
-static inline int sl_gcra_conforms(__u64 tat, __u64 now, const struct sl_rate *rate,
+/* Returns 1 and sets *next_tat if a unit arriving at `now` conforms to the
+ * rate of one unit per interval_ns, tolerance_ns ahead at most (sl_rate). */
+static inline int sl_gcra_conforms(__u64 tat, __u64 now, __u64 interval_ns, __u64 tolerance_ns,
 				   __u64 *next_tat)
 {
 	__u64 base = tat > now ? tat : now; /* an idle bucket refills to full, no further */
-	__u64 next = base + rate->interval_ns;
+	__u64 next = base + interval_ns;
 
-	if (next - now > rate->tolerance_ns)
+	if (next - now > tolerance_ns)
 		return 0;
 	*next_tat = next;
 	return 1;

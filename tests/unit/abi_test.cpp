@@ -43,7 +43,7 @@ TEST(Abi, EveryMapMatchesTheSharedHeader) {
   }
   const std::map<sluice::kernel::PolicyMap, Sizes> inner = {
       {sluice::kernel::PolicyMap::Info, {4, sizeof(sl_policy_info)}},
-      {sluice::kernel::PolicyMap::SvcAddr, {sizeof(sl_addr_key), 4}},
+      {sluice::kernel::PolicyMap::SvcAddr, {sizeof(sl_addr_key), sizeof(sl_addr_service)}},
       {sluice::kernel::PolicyMap::Tenants, {4, sizeof(sl_tenant)}},
       {sluice::kernel::PolicyMap::Limits, {4, sizeof(sl_rate)}},
       {sluice::kernel::PolicyMap::SrcV4, {sizeof(sl_lpm_v4_key), sizeof(sl_source_class)}},

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <set>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include "core/error.hpp"
@@ -253,6 +254,50 @@ TEST(Compile, IdsStayWithTheirNames) {
   Compiled third = compile(p, second.ids, 3, p.maps.max_tenants);
   EXPECT_EQ(third.ids.services.at("d"), first.ids.services.at("b"));  // the lowest free id
   EXPECT_EQ(third.ids.tenants.at("default"), 0u);
+}
+
+// The data path decides static admission from the copy of a service that
+// sits next to its id (port entry, address map), without its entry: every
+// copy must say what the entry says.
+TEST(Compile, EveryWayToAServiceCarriesWhatItsEntrySaysOfAdmission) {
+  Policy p;
+  Service any = web(), bound = web(), strict = web();
+  any.name = "any", any.reject = RejectMode::Rst, any.dry_run = true;
+  bound.name = "bound", bound.addr = IpAddr::parse("198.18.0.1"), bound.rate = Rate{5, 1}, bound.burst = 2;
+  strict.name = "strict", strict.port = 53, strict.proto = Proto::Udp, strict.rate = Rate{7, 60};
+  strict.per_source = Rate{1, 1};
+  p.services = {any, bound, strict};
+  p.tenants = {Tenant{"lab", {}, 1}};
+  p.limits = {Limit{"strict", "lab", Rate{3, 1}, 1}};
+  Compiled c = compile(p, {}, 1, p.maps.max_tenants);
+
+  std::map<uint32_t, sl_service> entry(c.slot.services.begin(), c.slot.services.end());
+  auto expect_copy_of = [&](uint32_t id, const sl_admission& copy) {
+    const sl_service& e = entry.at(id);
+    EXPECT_EQ(copy.flags, e.flags) << e.name;
+    EXPECT_EQ(copy.reject, e.reject) << e.name;
+    EXPECT_EQ(copy.interval_ns, e.rate.interval_ns) << e.name;
+    EXPECT_EQ(copy.tolerance_ns, e.rate.tolerance_ns) << e.name;
+  };
+  std::map<uint32_t, sl_port_entry> port(c.slot.ports.begin(), c.slot.ports.end());
+  const sl_port_entry& web_port = port.at(port_index(Proto::Tcp, 80));
+  EXPECT_EQ(web_port.any_addr_service, c.ids.services.at("any"));
+  EXPECT_EQ(web_port.flags, SL_PORT_BY_ADDR);
+  expect_copy_of(web_port.any_addr_service, web_port.any_addr);
+  const sl_port_entry& dns_port = port.at(port_index(Proto::Udp, 53));
+  EXPECT_EQ(dns_port.any_addr_service, c.ids.services.at("strict"));
+  expect_copy_of(dns_port.any_addr_service, dns_port.any_addr);
+  ASSERT_EQ(c.slot.svc_addr.size(), 1u);
+  EXPECT_EQ(c.slot.svc_addr[0].second.service, c.ids.services.at("bound"));
+  expect_copy_of(c.slot.svc_addr[0].second.service, c.slot.svc_addr[0].second.admission);
+
+  // And the copies carry what each service asked for.
+  EXPECT_EQ(web_port.any_addr.reject, SL_REJECT_RST);
+  EXPECT_TRUE(web_port.any_addr.flags & SL_SVC_DRY_RUN);
+  EXPECT_EQ(dns_port.any_addr.flags & (SL_SVC_PER_SOURCE | SL_SVC_TENANT_LIMITS),
+            SL_SVC_PER_SOURCE | SL_SVC_TENANT_LIMITS);
+  EXPECT_EQ(c.slot.svc_addr[0].second.admission.interval_ns, 200'000'000u);
+  EXPECT_EQ(c.slot.svc_addr[0].second.admission.tolerance_ns, 400'000'000u);
 }
 
 // The merged trie must answer, for any address, the longest tenant prefix

@@ -41,7 +41,7 @@ bool Gcra::allow(uint64_t now_ns)
 	uint64_t seen = tat_.load(std::memory_order_acquire);
 	for (;;) {
 		__u64 next = 0;
-		if (!sl_gcra_conforms(seen, now_ns, &rate_, &next))
+		if (!sl_gcra_conforms(seen, now_ns, rate_.interval_ns, rate_.tolerance_ns, &next))
 			return false;
 		// On failure `seen` is reloaded and the unit decided again, as in
 		// bucket_take().

@@ -98,7 +98,7 @@ policy::SlotContents PolicyStore::read_slot(uint32_t slot) const {
     c.limits = array_entries<sl_rate>(fd.get(), dp_.inner_spec(PolicyMap::Limits).max_entries);
     std::erase_if(c.limits, [](const auto& e) { return e.second.interval_ns == 0; });
   }
-  if (Fd fd = inner(PolicyMap::SvcAddr)) c.svc_addr = map_entries<sl_addr_key, uint32_t>(fd.get());
+  if (Fd fd = inner(PolicyMap::SvcAddr)) c.svc_addr = map_entries<sl_addr_key, sl_addr_service>(fd.get());
   if (Fd fd = inner(PolicyMap::SrcV4)) c.src_v4 = map_entries<sl_lpm_v4_key, sl_source_class>(fd.get());
   if (Fd fd = inner(PolicyMap::SrcV6)) c.src_v6 = map_entries<sl_lpm_v6_key, sl_source_class>(fd.get());
   // The port and IPv4 source tables are derived; they are not read back.

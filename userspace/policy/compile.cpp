@@ -100,6 +100,16 @@ sl_service service_entry(const Service& s, bool has_tenant_limits) {
   return k;
 }
 
+// The copy of a service's entry that travels with its id (see abi.h).
+sl_admission admission_of(const sl_service& k) {
+  sl_admission a{};
+  a.flags = k.flags;
+  a.reject = k.reject;
+  a.interval_ns = k.rate.interval_ns;
+  a.tolerance_ns = k.rate.tolerance_ns;
+  return a;
+}
+
 Service service_of(const sl_service& k) {
   Service s;
   s.name = name_of(k.name);
@@ -218,7 +228,7 @@ Compiled compile(const Policy& p, const IdAssignment& previous, uint64_t epoch, 
   std::map<uint32_t, sl_port_entry> ports;
   for (const auto& s : p.services) {
     uint32_t id = ids.services.at(s.name);
-    slot.services.emplace_back(id, service_entry(s, limited.count(s.name) > 0));
+    const sl_service& entry = slot.services.emplace_back(id, service_entry(s, limited.count(s.name) > 0)).second;
     sl_port_entry& port = ports[port_index(s.proto, s.port)];
     if (s.addr) {
       sl_addr_key key{};
@@ -226,10 +236,14 @@ Compiled compile(const Policy& p, const IdAssignment& previous, uint64_t epoch, 
       key.family = static_cast<uint8_t>(s.addr->family());
       key.port = s.port;
       std::memcpy(key.addr, s.addr->bytes.data(), 16);
-      slot.svc_addr.emplace_back(key, id);
+      sl_addr_service bound{};
+      bound.service = id;
+      bound.admission = admission_of(entry);
+      slot.svc_addr.emplace_back(key, bound);
       port.flags |= SL_PORT_BY_ADDR;
     } else {
       port.any_addr_service = static_cast<uint16_t>(id);
+      port.any_addr = admission_of(entry);
     }
   }
   slot.ports.assign(ports.begin(), ports.end());

@@ -28,7 +28,7 @@ struct IdAssignment {
 struct SlotContents {
   sl_policy_info info{};
   std::vector<std::pair<uint32_t, sl_port_entry>> ports;
-  std::vector<std::pair<sl_addr_key, uint32_t>> svc_addr;
+  std::vector<std::pair<sl_addr_key, sl_addr_service>> svc_addr;
   std::vector<std::pair<uint32_t, sl_service>> services;
   std::vector<std::pair<uint32_t, sl_tenant>> tenants;
   std::vector<std::pair<uint32_t, sl_rate>> limits;  // by pair index
