@@ -84,7 +84,7 @@ static __always_inline struct sl_source_class classify_source(const struct polic
 /* The service a packet is for, and what static admission needs of it. */
 struct service_match {
 	__u32 id; /* 0: none */
-	const struct sl_admission *admission;
+	const struct sl_admission *admission; /* set whenever id is */
 };
 
 /* The service at (protocol, port, address). Ingress asks with the

@@ -239,10 +239,10 @@ static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *
 		FATE(SL_G_OTHER_L4, XDP_PASS);
 
 	struct service_match service = find_service(&pv, pkt.l4proto, pkt.dport, pkt.family, pkt.daddr);
+	if (!service.id)
+		FATE(SL_G_NOT_SERVICE, XDP_PASS);
 	__u32 service_id = service.id;
 	const struct sl_admission *adm = service.admission;
-	if (!service_id || !adm)
-		FATE(SL_G_NOT_SERVICE, XDP_PASS);
 
 	__u32 pair = sl_pair_index(service_id, source.tenant_id, sl_config.max_tenants);
 	struct sl_counters *counters = bpf_map_lookup_elem(&pair_stats, &pair);
@@ -328,7 +328,7 @@ int sluice_tc_egress(struct __sk_buff *skb)
 		return TC_ACT_OK; /* ACKs and SYN-ACKs answer nothing */
 
 	struct service_match service = find_service(&pv, pkt.l4proto, pkt.sport, pkt.family, pkt.saddr);
-	if (!service.admission || !(service.admission->flags & SL_SVC_TRACK))
+	if (!service.id || !(service.admission->flags & SL_SVC_TRACK))
 		return TC_ACT_OK;
 	const struct sl_service *svc = service_get(&pv, service.id);
 	if (!svc)
