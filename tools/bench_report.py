@@ -466,7 +466,9 @@ def render(a, meta, results, plotter):
     ]
     if a.mode == "quick":
         out += ["> **Quick mode**: fewer and shorter rounds than the full run (shown in each method line: the "
-                "overload curves use a single round), so the medians are less robust. Publish a full run.", ""]
+                "overload curves use a single round), so the medians are less robust. Each `sluice_adaptive` "
+                "point learns its limit from nothing, and the requests admitted while it learns weigh more in the "
+                "p99 of a quick run's shorter points: its p99 targets are for the full run. Publish a full run.", ""]
     errors = {k: v["error"] for k, v in results.items() if isinstance(v, dict) and "error" in v}
     if errors:
         out += ["> **Benchmarks that failed in this run:** " +
