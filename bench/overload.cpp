@@ -368,11 +368,14 @@ void overload(Report& report, const Options& opt) {
       double napi = med([](const PointResult& s) { return s.napi_cpu; });
       double prot_cpu = med([](const PointResult& s) { return s.protection_cpu; });
       Json rounds_goodput = Json::array(), rounds_p99 = Json::array(), rounds_lag = Json::array(),
-           rounds_controller = Json::array();
+           rounds_controller = Json::array(), rounds_p99_per_second = Json::array();
       for (const auto& s : samples[p][l]) {
         if (!s.controller_said.empty()) rounds_controller.push_back(s.controller_said);
         rounds_goodput.push_back(s.loadgen.value("goodput", 0.0));
         rounds_p99.push_back(s.loadgen["latency_us"].value("p99", 0.0));
+        // How the p99 moved within the point: an adaptive limit's learning shows here.
+        rounds_p99_per_second.push_back(s.loadgen.contains("series") ? s.loadgen["series"].value("p99_us", Json::array())
+                                                                     : Json::array());
         rounds_lag.push_back(s.loadgen["send_lag_us"].value("p99", 0.0));
       }
       points.push_back({{"load_x", kLoads[l]},
@@ -399,6 +402,7 @@ void overload(Report& report, const Options& opt) {
                         {"napi_wakeups_per_s", med([](const PointResult& s) { return s.napi_wakeups; })},
                         {"samples_goodput_rps", rounds_goodput},
                         {"samples_p99_us", rounds_p99},
+                        {"samples_p99_us_per_second", rounds_p99_per_second},
                         {"samples_send_lag_p99_us", rounds_lag},
                         {"samples_controller_last_limit", rounds_controller}});
     }
