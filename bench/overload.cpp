@@ -374,8 +374,7 @@ void overload(Report& report, const Options& opt) {
         rounds_goodput.push_back(s.loadgen.value("goodput", 0.0));
         rounds_p99.push_back(s.loadgen["latency_us"].value("p99", 0.0));
         // How the p99 moved within the point: an adaptive limit's learning shows here.
-        rounds_p99_per_second.push_back(s.loadgen.contains("series") ? s.loadgen["series"].value("p99_us", Json::array())
-                                                                     : Json::array());
+        rounds_p99_per_second.push_back(s.loadgen.value("series", Json::object()).value("p99_us", Json::array()));
         rounds_lag.push_back(s.loadgen["send_lag_us"].value("p99", 0.0));
       }
       points.push_back({{"load_x", kLoads[l]},

@@ -495,7 +495,9 @@ struct sl_trace {
 SL_STATIC_ASSERT(sizeof(struct sl_root) == 24, "sl_root layout");
 SL_STATIC_ASSERT(sizeof(struct sl_policy_info) == 16, "sl_policy_info layout");
 SL_STATIC_ASSERT(sizeof(struct sl_admission) == 24, "sl_admission layout");
-SL_STATIC_ASSERT(sizeof(struct sl_port_entry) == 32, "sl_port_entry layout: a power of two, one cache line");
+/* 32 B divides 64: the values of an mmapable array start on a page, so no
+ * port entry straddles two cache lines. */
+SL_STATIC_ASSERT(sizeof(struct sl_port_entry) == 32, "sl_port_entry layout");
 SL_STATIC_ASSERT(sizeof(struct sl_addr_service) == 32, "sl_addr_service layout");
 SL_STATIC_ASSERT(sizeof(struct sl_addr_key) == 20, "sl_addr_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_rate) == 32, "sl_rate layout");
