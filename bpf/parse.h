@@ -203,21 +203,33 @@ static __always_inline int parse_l4(void *data, void *data_end, struct packet *p
 	return PARSE_OK;
 }
 
+/* Untagged IPv4, nearly every frame: its headers at constant offsets. */
+static __always_inline int is_untagged_ipv4(void *data, void *data_end)
+{
+	struct ethhdr *eth = data;
+
+	return (void *)(eth + 1) <= data_end && eth->h_proto == bpf_htons(ETH_P_IP);
+}
+
+/* parse_packet() of a frame that is_untagged_ipv4(). */
+static __always_inline int parse_untagged_ipv4(void *data, void *data_end, __u32 wire_len, struct packet *pkt)
+{
+	int rc = parse_ipv4(data, data_end, wire_len, sizeof(struct ethhdr), pkt);
+
+	return rc != PARSE_OK ? rc : parse_l4(data, data_end, pkt);
+}
+
 /* Parse an Ethernet frame. Returns PARSE_OK or the global counter to bump. */
 static __always_inline int parse_packet(void *data, void *data_end, __u32 wire_len, struct packet *pkt)
 {
 	struct ethhdr *eth = data;
 	__u32 off = sizeof(*eth);
 
+	if (is_untagged_ipv4(data, data_end))
+		return parse_untagged_ipv4(data, data_end, wire_len, pkt);
 	if ((void *)(eth + 1) > data_end)
 		return PARSE_TRUNCATED;
 	__u16 proto = bpf_ntohs(eth->h_proto);
-
-	/* Untagged IPv4, nearly every frame: its headers at constant offsets. */
-	if (proto == ETH_P_IP) {
-		int rc = parse_ipv4(data, data_end, wire_len, sizeof(*eth), pkt);
-		return rc != PARSE_OK ? rc : parse_l4(data, data_end, pkt);
-	}
 #pragma unroll
 	for (int i = 0; i < SL_MAX_VLAN_TAGS; i++) {
 		if (proto != ETH_P_8021Q && proto != ETH_P_8021AD)
