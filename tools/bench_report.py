@@ -295,8 +295,10 @@ def hook_note(bare, read, sl, extra_ns):
             "per packet more than the bare drop (`packet_cost` above measures the same work with hot caches).")
     if extra_ns - inside > 0.25 * extra_ns:
         text += (f" Of the {num(extra_ns, 0)} ns per packet more that the receiving core spent in the throughput "
-                 f"rounds, the other {num(extra_ns - inside, 0)} ns went outside the program's own run time: the "
-                 "receive path around it ran slower with sluice in the hook (no PMU here to say why).")
+                 f"rounds, the statistics did not see the other {num(extra_ns - inside, 0)} ns. They undercount loads: "
+                 "a reference program that loads a few map lines nothing writes loses far more rate than its "
+                 "hook time shows (docs/architecture.md, \"What the hook time does not show\"). No PMU here "
+                 "to say more.")
     else:
         text += (f" In the throughput rounds the receiving core spent {num(extra_ns, 0)} ns per packet more: about "
                  "what the program took.")
