@@ -3,6 +3,7 @@
 // report that tools/bench.sh turns into docs/benchmarks.md.
 #pragma once
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -36,6 +37,7 @@ class Report {
 
 double median(std::vector<double> v);
 void progress(const std::string& line);  // one line on stderr
+uint64_t now_ns();                       // CLOCK_MONOTONIC
 
 // The benchmarks.
 void packet_cost(Report& report, const Options& opt);

@@ -115,12 +115,6 @@ uint64_t core_busy_ns(int cpu) {
   throw std::runtime_error("no " + want + " in /proc/stat");
 }
 
-uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 uint64_t voluntary_switches(pid_t tid) {
   std::ifstream in("/proc/" + std::to_string(tid) + "/status");
   for (std::string line; std::getline(in, line);)

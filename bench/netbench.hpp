@@ -42,7 +42,6 @@ uint64_t process_cpu_ns(pid_t pid);
 // Busy (non-idle, non-iowait) time of one CPU from /proc/stat, in ns (10 ms
 // resolution): everything that ran there, ours or not.
 uint64_t core_busy_ns(int cpu);
-uint64_t now_ns();  // CLOCK_MONOTONIC
 // How often a task has gone to sleep on its own (voluntary_ctxt_switches in
 // /proc/<tid>/status): for a NAPI kthread, the number of times it ran out of
 // work and was woken again.

@@ -13,7 +13,6 @@
 
 #include "../tests/lib/packet.hpp"
 #include "../tests/lib/xdp_tester.hpp"
-#include "netbench.hpp"
 #include "baseline.skel.h"
 #include "policy/rate.hpp"
 #include "sluice.skel.h"
