@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -32,9 +33,58 @@ def read(path, default=""):
         return default
 
 
+def cpuinfo_field(cpuinfo, name):
+    return next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines()
+                 if l.split(":", 1)[0].strip() == name), "")
+
+
+def hypervisor(cpuinfo):
+    """The hypervisor's name as the guest kernel logged it at boot, else what
+    the CPU flags say. Packet rates on a VM depend on how the host places and
+    switches its vCPUs, so a run records what it ran under."""
+    if os.path.exists("/sys/hypervisor/type"):
+        return read("/sys/hypervisor/type").strip()
+    try:
+        log = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10).stdout
+        found = re.search(r"Hypervisor detected: (.+)", log)
+        if found:
+            return found.group(1).strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    flags = cpuinfo_field(cpuinfo, "flags").split()
+    return "unnamed (the CPU flags say a hypervisor)" if "hypervisor" in flags else "none (bare metal)"
+
+
+def threads_per_core():
+    siblings = read("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list").strip()
+    count = 0
+    for part in filter(None, siblings.split(",")):
+        lo, _, hi = part.partition("-")
+        count += int(hi or lo) - int(lo) + 1
+    return count or None
+
+
+def hardware_pmu():
+    """Whether perf has CPU counters (a core PMU) here."""
+    devices = "/sys/bus/event_source/devices"
+    names = os.listdir(devices) if os.path.isdir(devices) else []
+    return any(n in ("cpu", "cpu_core", "cpu_atom") or n.startswith("armv") for n in names)
+
+
+def mitigations():
+    """The CPU vulnerability mitigations that cost the data path time on every
+    kernel entry or indirect branch (page-table isolation, Spectre v2)."""
+    out = {}
+    for name in ("meltdown", "spectre_v2"):
+        state = read(f"/sys/devices/system/cpu/vulnerabilities/{name}").strip()
+        if state:
+            out[name] = state
+    return out
+
+
 def machine():
     cpuinfo = read("/proc/cpuinfo")
-    model = next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name")), "unknown")
+    model = cpuinfo_field(cpuinfo, "model name") or "unknown"
     mem_kb = next((int(l.split()[1]) for l in read("/proc/meminfo").splitlines() if l.startswith("MemTotal")), 0)
     git = "unknown"
     try:
@@ -45,10 +95,18 @@ def machine():
         pass
     return {
         "cpu_model": model,
+        "cpu_id": "family {} model {} stepping {}".format(cpuinfo_field(cpuinfo, "cpu family") or "?",
+                                                         cpuinfo_field(cpuinfo, "model") or "?",
+                                                         cpuinfo_field(cpuinfo, "stepping") or "?"),
         "cpus": os.cpu_count(),
+        "threads_per_core": threads_per_core(),
+        "hypervisor": hypervisor(cpuinfo),
+        "hardware_pmu": hardware_pmu(),
+        "mitigations": mitigations(),
+        "bpf_jit": {"enable": read("/proc/sys/net/core/bpf_jit_enable").strip(),
+                    "harden": read("/proc/sys/net/core/bpf_jit_harden").strip()},
         "kernel": platform.release(),
         "memory_gib": round(mem_kb / 1024 / 1024, 1),
-        "hz_note": "no PMU in this VM (perf counters unsupported); busy time from the scheduler's clock",
         "git": git,
         "nft": first_line(["nft", "--version"]),
         "nginx": first_line(["nginx", "-v"]),
@@ -460,6 +518,31 @@ def main():
         plotter.close()
 
 
+def machine_lines(m):
+    """The machine as recorded with the results (older results lack some fields)."""
+    cpu = f"- CPU: {m['cpu_model']}"
+    if m.get("cpu_id"):
+        cpu += f" ({m['cpu_id']})"
+    cpu += f", {m['cpus']} CPUs"
+    if m.get("threads_per_core"):
+        cpu += f" ({m['threads_per_core']} thread per core as the kernel sees them)"
+    cpu += f"; {m['memory_gib']} GiB; kernel {m['kernel']}"
+    if "hz_note" in m:  # results recorded before the probe below existed
+        return [cpu + f"; {m['hz_note']}"]
+    lines = [cpu]
+    lines.append(f"- Hypervisor: {m['hypervisor']}. Hardware PMU: "
+                 + ("yes" if m["hardware_pmu"] else "none (perf counters unsupported)")
+                 + "; busy times come from the scheduler's clock either way.")
+    mit = m.get("mitigations", {})
+    if mit:
+        lines.append("- Mitigations: " + "; ".join(f"{k}: {v}" for k, v in mit.items()))
+    jit = m.get("bpf_jit", {})
+    if jit:
+        lines.append(f"- BPF JIT: net.core.bpf_jit_enable={jit.get('enable') or '?'}, "
+                     f"bpf_jit_harden={jit.get('harden') or '?'}")
+    return lines
+
+
 def render(a, meta, results, plotter):
     m = meta["machine"]
     out = [
@@ -488,8 +571,7 @@ def render(a, meta, results, plotter):
             "protections are there to compare.", ""]
 
     out += ["## Machine", "",
-            f"- CPU: {m['cpu_model']}, {m['cpus']} CPUs; {m['memory_gib']} GiB; kernel {m['kernel']}; "
-            f"{m['hz_note']}",
+            *machine_lines(m),
             f"- Tools: {m['nft']}; {m['nginx']}",
             f"- Source: git {m['git']}",
             f"- Load average (1, 5, 15 min) when the run started: {a.load_before or '?'}; when it ended: "
