@@ -327,7 +327,7 @@ Json ShedBed::variants_vs_sluice(const Json& rows) const {
 
 // A target on sluice's rate against `baseline`'s, in the same rounds. It
 // carries what the header-reading reference reached against the same
-// baseline: the most any filter that looks at the packet got here.
+// baseline: roughly the ceiling of any filter that reads the packet here.
 Json target(const std::string& what, const Json& rows, const std::string& baseline, double at_least) {
   double ratio = paired_ratio(rows, "sluice", baseline);
   return {{"what", what},

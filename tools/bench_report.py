@@ -113,6 +113,31 @@ def machine():
     }
 
 
+def machine_lines(m):
+    """The machine as recorded with the results (older results lack some fields)."""
+    cpu = f"- CPU: {m['cpu_model']}"
+    if m.get("cpu_id"):
+        cpu += f" ({m['cpu_id']})"
+    cpu += f", {m['cpus']} CPUs"
+    if m.get("threads_per_core"):
+        cpu += f" ({m['threads_per_core']} thread per core as the kernel sees them)"
+    cpu += f"; {m['memory_gib']} GiB; kernel {m['kernel']}"
+    if "hz_note" in m:  # results recorded before the probe below existed
+        return [cpu + f"; {m['hz_note']}"]
+    lines = [cpu]
+    lines.append(f"- Hypervisor: {m['hypervisor']}. Hardware PMU: "
+                 + ("yes" if m["hardware_pmu"] else "none (perf counters unsupported)")
+                 + "; busy times come from the scheduler's clock either way.")
+    mit = m.get("mitigations", {})
+    if mit:
+        lines.append("- Mitigations: " + "; ".join(f"{k}: {v}" for k, v in mit.items()))
+    jit = m.get("bpf_jit", {})
+    if jit:
+        lines.append(f"- BPF JIT: net.core.bpf_jit_enable={jit.get('enable') or '?'}, "
+                     f"bpf_jit_harden={jit.get('harden') or '?'}")
+    return lines
+
+
 def first_line(argv):
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
@@ -527,31 +552,6 @@ def main():
         render(a, meta, results, plotter)
     finally:
         plotter.close()
-
-
-def machine_lines(m):
-    """The machine as recorded with the results (older results lack some fields)."""
-    cpu = f"- CPU: {m['cpu_model']}"
-    if m.get("cpu_id"):
-        cpu += f" ({m['cpu_id']})"
-    cpu += f", {m['cpus']} CPUs"
-    if m.get("threads_per_core"):
-        cpu += f" ({m['threads_per_core']} thread per core as the kernel sees them)"
-    cpu += f"; {m['memory_gib']} GiB; kernel {m['kernel']}"
-    if "hz_note" in m:  # results recorded before the probe below existed
-        return [cpu + f"; {m['hz_note']}"]
-    lines = [cpu]
-    lines.append(f"- Hypervisor: {m['hypervisor']}. Hardware PMU: "
-                 + ("yes" if m["hardware_pmu"] else "none (perf counters unsupported)")
-                 + "; busy times come from the scheduler's clock either way.")
-    mit = m.get("mitigations", {})
-    if mit:
-        lines.append("- Mitigations: " + "; ".join(f"{k}: {v}" for k, v in mit.items()))
-    jit = m.get("bpf_jit", {})
-    if jit:
-        lines.append(f"- BPF JIT: net.core.bpf_jit_enable={jit.get('enable') or '?'}, "
-                     f"bpf_jit_harden={jit.get('harden') or '?'}")
-    return lines
 
 
 def render(a, meta, results, plotter):
