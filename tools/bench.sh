@@ -62,6 +62,10 @@ trap 'sweep; rm -rf "$scratch"' EXIT
 
 args=($quick --out "$scratch" --build "$build")
 [[ -n "${BENCH_ONLY:-}" ]] && args+=(--only "$BENCH_ONLY")
+# The source the benchmarks ran, taken now: the tree may move on during a
+# 25-minute run, and the report is written at its end.
+source_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] && source_rev+=" with uncommitted changes"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 t0=$(date +%s)
@@ -81,7 +85,7 @@ python3 tools/bench_report.py \
   --mode "$([[ -n $quick ]] && echo quick || echo full)" \
   --command "make bench${quick:+ QUICK=1}${BENCH_ONLY:+ BENCH_ONLY=$BENCH_ONLY}  (tools/bench.sh $build${quick:+ $quick})" \
   --bench-command "$bench ${args[*]//$scratch/OUT}" \
-  --started "$started" --elapsed $((t1 - t0)) \
+  --started "$started" --elapsed $((t1 - t0)) --source "$source_rev" \
   --load-before "$load_before" --load-after "$load_after"
 echo "bench: took $((t1 - t0)) s; report in ${BENCH_DOCS:-docs}/benchmarks.md" >&2
 exit $rc

@@ -3,7 +3,7 @@
 
     tools/bench_report.py --results R.json --docs docs --mode quick|full \
         --command CMD --bench-command CMD --started ISO --elapsed S \
-        --load-before L --load-after L
+        --load-before L --load-after L --source REV
 
 Writes DOCS/benchmarks.md, DOCS/bench/results.json (the results with a
 "meta" section: machine, date, commands) and DOCS/bench/*.png (gnuplot).
@@ -524,6 +524,7 @@ def main():
     ap.add_argument("--elapsed", type=int)
     ap.add_argument("--load-before")
     ap.add_argument("--load-after")
+    ap.add_argument("--source", help="the git revision the run measured (default: the tree's now)")
     a = ap.parse_args()
 
     with open(a.results) as f:
@@ -540,7 +541,10 @@ def main():
     a.elapsed = pick(a.elapsed, "elapsed_s", 0)
     a.load_before = pick(a.load_before, "load_average_before", "")
     a.load_after = pick(a.load_after, "load_average_after", "")
-    meta = {"machine": prev.get("machine") or machine(), "started": a.started, "elapsed_s": a.elapsed,
+    measured_on = prev.get("machine") or machine()
+    if a.source:
+        measured_on["git"] = a.source
+    meta = {"machine": measured_on, "started": a.started, "elapsed_s": a.elapsed,
             "mode": a.mode, "command": a.command, "bench_command": a.bench_command,
             "load_average_before": a.load_before, "load_average_after": a.load_after}
     benchdir = os.path.join(a.docs, "bench")
