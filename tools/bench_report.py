@@ -246,21 +246,31 @@ plot {", ".join(plots)}
 
 # ---- sections -----------------------------------------------------------------------
 
+def each_target(results):
+    """(benchmark, target) for every target the run recorded."""
+    for name, section in results.items():
+        if isinstance(section, dict):
+            for t in section.get("targets", []):
+                yield name, t
+
+
+def wanted(t):
+    return (("≤ " if t.get("at_most") else "≥ ") + num(t["target"], 2)) if "target" in t else ""
+
+
+def measured(t):
+    v = t.get("ratio", t.get("value"))
+    return num(v, 3) if isinstance(v, (int, float)) else "–"
+
+
 def target_rows(results):
     rows = []
-    for name, section in results.items():
-        if not isinstance(section, dict):
-            continue
-        for t in section.get("targets", []):
-            at_most = t.get("at_most", False)
-            want = (("≤ " if at_most else "≥ ") + num(t["target"], 2)) if "target" in t else "(as stated)"
-            measured = t.get("ratio", t.get("value"))
-            if t.get("compare_only"):
-                verdict = ("met" if t["met"] else "not met") + ", to compare"
-            else:
-                verdict = "**met**" if t["met"] else "not met"
-            rows.append([t["what"], num(measured, 3) if isinstance(measured, (int, float)) else "–", want,
-                         verdict, target_context(t), f"`{name}`"])
+    for name, t in each_target(results):
+        if t.get("compare_only"):
+            verdict = ("met" if t["met"] else "not met") + ", to compare"
+        else:
+            verdict = "**met**" if t["met"] else "not met"
+        rows.append([t["what"], measured(t), wanted(t) or "(as stated)", verdict, target_context(t), f"`{name}`"])
     return rows
 
 
@@ -345,9 +355,9 @@ def shed_notes(sec, what_floor):
         if spread > 1.5:
             out.append(
                 f"- The cost of touching the frame was not the same in every round (`xdp_read_drop` ranged "
-                f"{num(read['min_mpps_per_core'])}–{num(read['max_mpps_per_core'])} Mpps): on this VM there are "
-                "phases in which a header-reading program runs as fast as the bare drop, presumably while the "
-                "hypervisor runs the two vCPUs on cores that share a cache, and phases in which it runs at less "
+                f"{num(read['min_mpps_per_core'])}–{num(read['max_mpps_per_core'])} Mpps): on this machine there are "
+                "phases in which a header-reading program runs as fast as the bare drop (on a VM, presumably while "
+                "the hypervisor runs the two vCPUs on cores that share a cache), and phases in which it runs at less "
                 "than half of it. Medians of interleaved rounds and per-round ratios keep the comparison fair; the "
                 "min–max column shows the phases.")
         phases = phase_note(read, sl)
@@ -396,8 +406,7 @@ def hook_note(bare, read, sl, extra_ns):
         text += (f" Of the {num(extra_ns, 0)} ns per packet more that the receiving core spent in the throughput "
                  f"rounds, the statistics did not see the other {num(extra_ns - inside, 0)} ns. They undercount loads: "
                  "a reference program that loads a few map lines nothing writes loses far more rate than its "
-                 "hook time shows (docs/architecture.md, \"What the hook time does not show\"). No PMU here "
-                 "to say more.")
+                 "hook time shows (docs/architecture.md, \"What the hook time does not show\").")
     elif inside - extra_ns > 0.25 * inside:
         text += (f" In the throughput rounds the receiving core spent only {num(extra_ns, 0)} ns per packet more: "
                  "the statistics' pass ran after the rounds, and the cost of reading a frame can change between "
@@ -566,16 +575,17 @@ def main():
 
 def print_targets(results):
     """The targets on the terminal, so a run's outcome shows without opening the report."""
-    rows = target_rows(results)
-    if not rows:
-        return
-    print("bench: targets (issue 4), measured (wanted):")
-    for what, measured, want, met, context, bench in rows:
-        verdict = {"**met**": "met    ", "not met": "NOT MET"}.get(met, "compare")
-        line = f"  {verdict} {what}: {measured}" + (f" ({want})" if want != "(as stated)" else "")
+    lines = []
+    for _, t in each_target(results):
+        verdict = "compare" if t.get("compare_only") else "met    " if t["met"] else "NOT MET"
+        line = f"  {verdict} {t['what']}: {measured(t)}" + (f" ({wanted(t)})" if wanted(t) else "")
+        context = target_context(t)
         if context:
             line += "; on this machine: " + context.replace("`", "")
-        print(line)
+        lines.append(line)
+    if lines:
+        print("bench: targets (issue 4), measured (wanted):")
+        print("\n".join(lines))
 
 
 def render(a, meta, results, plotter):
