@@ -281,6 +281,11 @@ def target_context(t):
         return f"`{ref['case']}` (reads the headers, drops): {num(ref['ratio'], 3)}"
     if "ns" in t and "bare_ns" in t:
         return f"{num(t['ns'], 1)} ns vs bare {num(t['bare_ns'], 1)} ns: +{num(t['ns'] - t['bare_ns'], 1)} ns"
+    by_second = t.get("by_second") or []
+    later = [x for x in by_second[1:] if x is not None]
+    if by_second and by_second[0] is not None and later:
+        return (f"the same ratio in the first second of the load: {num(by_second[0], 2)}, in the seconds after: "
+                f"{num(statistics.median(later), 2)} (median)")
     return ""
 
 
@@ -482,6 +487,17 @@ def overload_section(sec, plotter):
                        f"{pct(pt['cpu_left_to_server'])} (receive path {pct(pt['napi_cpu'])}, protection "
                        f"processes {pct(pt['protection_cpu'])}).")
         out.append("")
+        adaptive = next((c for c in curves if c["protection"] == "sluice_adaptive"), None)
+        at10 = next((p for p in adaptive["points"] if p["load_x"] == 10), {}) if adaptive else {}
+        by_second = at10.get("p99_vs_unloaded_by_second") or []
+        if len(by_second) >= 2:
+            out += ["`sluice_adaptive` learns its limit from nothing at every point (a fresh `sluice run`, started "
+                    "before the load). Its admitted p99 in each second of the load at 10×, against the unloaded "
+                    "p99: " + ", ".join(num(x, 2) for x in by_second) + ". The first second holds the cold start: "
+                    "the first response times are measured while the limit already refuses, with a queue in them; "
+                    "slow start doubles the limit on them once, and the next tick shows the queue "
+                    "(`tests/unit/service_control_test.cpp` models it). The shorter a point, the more that second "
+                    "weighs in its p99.", ""]
         sl = next((c for c in curves if c["protection"] == "sluice_static"), None)
         if sl and sec.get("seconds_per_point"):
             lo = next(p for p in sl["points"] if p["load_x"] == 1)
@@ -616,7 +632,9 @@ def render(a, meta, results, plotter):
             "protections are there to compare. *On this machine*: for the shed-rate and SYN targets, the same "
             "ratio for a program that only reads the headers and drops, in the same rounds: roughly the ceiling "
             "of any XDP filter that looks at the packet; for the per-packet targets, the nanoseconds behind the "
-            "ratio.", ""]
+            "ratio" + ("; for the p99 targets, the same ratio in the first second of the load (a limit learned "
+                       "from nothing shows there) and in the seconds after"
+                       if any(t.get("by_second") for _, t in each_target(results)) else "") + ".", ""]
 
     out += ["## Machine", "",
             *machine_lines(m),
