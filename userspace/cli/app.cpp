@@ -31,7 +31,7 @@ constexpr const char* kFooter =
     "  sluice detach eth0                                   # traffic flows unchecked at once\n"
     "\n"
     "Every command takes --help. Policy changes are applied atomically and saved to the policy file.\n"
-    "Environment: SLUICE_PIN_DIR, SLUICE_POLICY_FILE and SLUICE_DEBUG=1 set the options below.";
+    "Environment: SLUICE_PIN_DIR, SLUICE_POLICY_FILE and SLUICE_DEBUG=1 stand for --pin-dir, --policy-file and --verbose (above).";
 
 // The subcommand chain the user typed, e.g. "service add", for hints.
 std::string command_path(const CLI::App& app) {
