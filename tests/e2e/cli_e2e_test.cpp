@@ -875,5 +875,23 @@ TEST_F(SluiceE2E, StatusJsonShowsTheAttachmentAndMapMemoryUntilDetach)
     EXPECT_TRUE(contains(text, "attached:   nowhere")) << text;
 }
 
+// Commands that only read must not set sluice up: the maps they would
+// create hold 76 MiB of kernel memory by default, and `sluice status`
+// would then report a host that was never set up as set up.
+TEST_F(SluiceE2E, ReadingCommandsCreateNothingWhereSluiceIsNotSetUp)
+{
+    ASSERT_FALSE(std::filesystem::exists(cli_.pin_dir()));
+    std::string stats = cli_.must({"stats"});
+    EXPECT_TRUE(contains(stats, "sluice is not set up")) << stats;
+    EXPECT_FALSE(cli_.json({"stats", "--json"}).at("set_up").get<bool>());
+    EXPECT_EQ(cli_.json({"service", "list", "--json"}), json::array());
+    EXPECT_EQ(cli_.json({"limit", "list", "--json"}), json::array());
+    EXPECT_EQ(cli_.json({"deny", "list", "--json"}), json::array());
+    EXPECT_TRUE(contains(cli_.must({"tenant", "list"}), "default")) << "the default tenant is always there";
+    EXPECT_TRUE(contains(cli_.must({"export"}), "end of sluice policy"));
+    EXPECT_FALSE(std::filesystem::exists(cli_.pin_dir())) << "a reading command created the maps";
+    EXPECT_FALSE(cli_.json({"status", "--json"}).at("set_up").get<bool>());
+}
+
 }  // namespace
 }  // namespace sluice::test

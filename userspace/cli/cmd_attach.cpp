@@ -96,16 +96,11 @@ std::string attachment_state(const kernel::Attachment& a) {
 }
 
 void status(const GlobalOptions& g, bool json) {
-  require_kernel(g);
-  if (!maps_exist(g)) {
-    if (json) {
-      print_json(std::cout, Json{{"set_up", false}, {"pin_dir", g.pin_dir}});
-      return;
-    }
-    std::cout << "sluice is not set up: no maps in " << g.pin_dir << "\nstart with: sluice attach DEV\n";
+  auto dp = open_maps_if_set_up(g);
+  if (!dp) {
+    print_not_set_up(g, json);
     return;
   }
-  auto dp = open_maps(g);
   kernel::RunningPolicy running = kernel::PolicyStore(*dp).read();
   kernel::CounterSnapshot snap = kernel::read_counters(*dp, running.ids);
 
@@ -290,7 +285,8 @@ void reset(const GlobalOptions& g) {
   std::error_code ec;
   std::filesystem::remove_all(g.pin_dir, ec);
   if (ec) throw SystemError("cannot remove " + g.pin_dir, ec.value());
-  std::cout << "removed " << g.pin_dir << " (policy file " << g.policy_file << " kept)\n";
+  std::cout << "removed " << g.pin_dir
+            << (access(g.policy_file.c_str(), F_OK) == 0 ? " (policy file " + g.policy_file + " kept)" : "") << "\n";
 }
 
 }  // namespace

@@ -205,8 +205,7 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
   list->add_flag("--json", a->json, "Machine-readable output.");
   list->callback([&g, a] {
     bool json = a->json;
-    auto dp = open_maps(g);
-    Policy p = kernel::PolicyStore(*dp).read().policy;
+    Policy p = read_running_policy(g).policy;
     if (json) {
       Json arr = Json::array();
       for (const auto& s : p.services) arr.push_back(service_json(s));
@@ -308,8 +307,7 @@ void add_tenant_commands(CLI::App& app, GlobalOptions& g) {
   list->add_flag("--json", a->json, "Machine-readable output.");
   list->callback([&g, a] {
     bool json = a->json;
-    auto dp = open_maps(g);
-    Policy p = kernel::PolicyStore(*dp).read().policy;
+    Policy p = read_running_policy(g).policy;
     bool has_default = p.find_tenant(kDefaultTenant) != nullptr;
     if (!has_default) p.tenants.insert(p.tenants.begin(), Tenant{kDefaultTenant, {}, kDefaultLevel});
     if (json) {
@@ -382,8 +380,7 @@ void add_limit_commands(CLI::App& app, GlobalOptions& g) {
   list->add_flag("--json", a->json, "Machine-readable output.");
   list->callback([&g, a] {
     bool json = a->json;
-    auto dp = open_maps(g);
-    Policy p = kernel::PolicyStore(*dp).read().policy;
+    Policy p = read_running_policy(g).policy;
     if (json) {
       Json arr = Json::array();
       for (const auto& l : p.limits)
@@ -437,9 +434,9 @@ void add_deny_commands(CLI::App& app, GlobalOptions& g) {
   list->add_flag("--json", a->json, "Machine-readable output.");
   list->callback([&g, a] {
     bool json = a->json;
-    auto dp = open_maps(g);
-    kernel::RunningPolicy running = kernel::PolicyStore(*dp).read();
-    kernel::CounterSnapshot snap = kernel::read_counters(*dp, running.ids);
+    auto dp = open_maps_if_set_up(g);
+    kernel::RunningPolicy running = dp ? kernel::PolicyStore(*dp).read() : kernel::RunningPolicy{};
+    kernel::CounterSnapshot snap = dp ? kernel::read_counters(*dp, running.ids) : kernel::CounterSnapshot{};
     Json arr = Json::array();
     Table t({"PREFIX", ">PACKETS", ">BYTES"});
     for (const auto& c : running.policy.deny) {
@@ -479,8 +476,7 @@ void add_file_commands(CLI::App& app, GlobalOptions& g) {
   CLI::App* exp = app.add_subcommand("export", "Print the running policy as a policy file.");
   exp->footer("Example:\n  sluice export > policy.toml && sluice apply -f policy.toml");
   exp->callback([&g] {
-    auto dp = open_maps(g);
-    std::cout << to_toml(kernel::PolicyStore(*dp).read().policy);
+    std::cout << to_toml(read_running_policy(g).policy);
   });
 }
 

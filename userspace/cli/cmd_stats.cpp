@@ -156,7 +156,11 @@ void add_stats_command(CLI::App& app, GlobalOptions& g) {
     const bool json = a->json, watch = a->watch;
     uint64_t every = parse_uint(a->interval, "--interval", 1, 3600);
     uint64_t limit = parse_uint(a->rounds, "--count", 0, UINT32_MAX);
-    auto dp = open_maps(g);
+    auto dp = open_maps_if_set_up(g);
+    if (!dp) {
+      print_not_set_up(g, json);
+      return;
+    }
 
     auto take = [&] {
       kernel::RunningPolicy running = kernel::PolicyStore(*dp).read();

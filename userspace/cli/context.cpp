@@ -7,6 +7,7 @@
 #include <iostream>
 #include <optional>
 
+#include "cli/output.hpp"
 #include "core/error.hpp"
 #include "kernel/bpffs.hpp"
 #include "policy/policy_file.hpp"
@@ -51,6 +52,23 @@ std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g, bool ignore_
   }
   dp->load();
   return dp;
+}
+
+std::unique_ptr<kernel::DataPath> open_maps_if_set_up(const GlobalOptions& g) {
+  require_kernel(g);
+  return maps_exist(g) ? open_maps(g) : nullptr;
+}
+
+kernel::RunningPolicy read_running_policy(const GlobalOptions& g) {
+  auto dp = open_maps_if_set_up(g);
+  return dp ? kernel::PolicyStore(*dp).read() : kernel::RunningPolicy{};
+}
+
+void print_not_set_up(const GlobalOptions& g, bool json) {
+  if (json)
+    print_json(std::cout, Json{{"set_up", false}, {"pin_dir", g.pin_dir}});
+  else
+    std::cout << "sluice is not set up: no maps in " << g.pin_dir << "\nstart with: sluice attach DEV\n";
 }
 
 namespace {

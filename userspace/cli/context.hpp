@@ -47,6 +47,14 @@ std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g, bool ignore_
 // Whether the maps exist at all (nothing was ever set up when they don't).
 bool maps_exist(const GlobalOptions& g);
 
+// For commands that only read: the pinned maps, or null when sluice is not
+// set up. Reading must not create them (76 MiB of kernel memory by default).
+std::unique_ptr<kernel::DataPath> open_maps_if_set_up(const GlobalOptions& g);
+// The running policy, empty when sluice is not set up; creates nothing.
+kernel::RunningPolicy read_running_policy(const GlobalOptions& g);
+// What status and stats say when sluice is not set up.
+void print_not_set_up(const GlobalOptions& g, bool json);
+
 // Read the running policy, let `change` edit a copy, validate it, apply it
 // to the kernel atomically and save it to the policy file. On any error
 // nothing changes: the kernel keeps the old policy and the file stays.
