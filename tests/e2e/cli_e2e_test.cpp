@@ -889,8 +889,26 @@ TEST_F(SluiceE2E, ReadingCommandsCreateNothingWhereSluiceIsNotSetUp)
     EXPECT_EQ(cli_.json({"deny", "list", "--json"}), json::array());
     EXPECT_TRUE(contains(cli_.must({"tenant", "list"}), "default")) << "the default tenant is always there";
     EXPECT_TRUE(contains(cli_.must({"export"}), "end of sluice policy"));
+    // Nor does a detach that has nothing to detach.
+    RunResult detach = cli_.run({"-n", tb().server_ns(), "detach", tb().server_dev()});
+    EXPECT_NE(detach.exit_code, 0);
+    EXPECT_TRUE(contains(detach.err, "sluice is not attached to " + tb().server_dev())) << detach.err;
     EXPECT_FALSE(std::filesystem::exists(cli_.pin_dir())) << "a reading command created the maps";
     EXPECT_FALSE(cli_.json({"status", "--json"}).at("set_up").get<bool>());
+}
+
+// Pins removed by hand while attached: the program keeps running on its own
+// maps. detach still takes it off the hook, and sets nothing up again.
+TEST_F(SluiceE2E, DetachRemovesAProgramWhosePinsWereRemoved)
+{
+    attach({"--mode", "native"});
+    std::filesystem::remove_all(cli_.pin_dir());
+    std::string link = tb().run(tb().server_ns(), {"ip", "link", "show", "dev", tb().server_dev()});
+    ASSERT_TRUE(contains(link, "prog/xdp")) << link;
+    cli_.must({"-n", tb().server_ns(), "detach", tb().server_dev()});
+    link = tb().run(tb().server_ns(), {"ip", "link", "show", "dev", tb().server_dev()});
+    EXPECT_FALSE(contains(link, "xdp")) << link;
+    EXPECT_FALSE(std::filesystem::exists(cli_.pin_dir()));
 }
 
 }  // namespace

@@ -275,7 +275,7 @@ void reset(const GlobalOptions& g) {
     for (const auto& a : kernel::list_attachments(*dp)) {
       try {
         kernel::NetnsScope ns(a.netns);
-        kernel::detach(*dp, a.netns, a.ifname);
+        kernel::detach(dp.get(), a.netns, a.ifname);
         std::cout << "detached from " << where(a.netns, a.ifname) << "\n";
       } catch (const std::exception& e) {
         std::cout << "skipped " << where(a.netns, a.ifname) << ": " << e.what() << "\n";
@@ -344,9 +344,9 @@ void add_attach_commands(CLI::App& app, GlobalOptions& g) {
   detach->add_option("DEV", a->dev, "Network device")->required();
   detach->footer("Policy and counters stay in the pinned maps; 'sluice attach DEV' resumes where it left off.");
   detach->callback([&g, a] {
-    auto dp = open_maps(g);
+    auto dp = open_maps_if_set_up(g);
     kernel::NetnsScope ns(g.netns);
-    kernel::detach(*dp, g.netns, a->dev);
+    kernel::detach(dp.get(), g.netns, a->dev);
     std::cout << "detached from " << where(g.netns, a->dev) << "\n";
   });
 

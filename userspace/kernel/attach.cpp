@@ -233,27 +233,27 @@ AttachOutcome attach(DataPath& dp, const std::string& netns, const std::string& 
   return out;
 }
 
-void detach(const DataPath& dp, const std::string& netns, const std::string& ifname) {
+void detach(const DataPath* dp, const std::string& netns, const std::string& ifname) {
   int ifindex = static_cast<int>(if_nametoindex(ifname.c_str()));
   if (ifindex == 0) {
-    for (const auto& a : list_attachments(dp))
+    for (const auto& a : dp ? list_attachments(*dp) : std::vector<Attachment>{})
       if (a.ifname == ifname && a.netns != netns && !a.netns.empty())
         throw UsageError("no interface '" + ifname + "' here; sluice is attached to " + ifname +
                          " in network namespace '" + a.netns + "': sluice -n " + a.netns + " detach " + ifname);
-    forget_attachment(dp, netns, ifname);
+    if (dp) forget_attachment(*dp, netns, ifname);
     ifindex_of(netns, ifname);  // throws the "no interface" error
   }
   AttachedPrograms attached(ifindex);
   xdp_program* mine = attached.sluice();
   if (!mine) {
-    forget_attachment(dp, netns, ifname);
+    if (dp) forget_attachment(*dp, netns, ifname);
     throw UsageError("sluice is not attached to " + ifname +
                      (netns.empty() ? "" : " in network namespace '" + netns + "'") + " (see: sluice status)");
   }
   if (int err = detach_xdp(attached, ifindex))
     throw SystemError("cannot detach from " + ifname + library_detail(), -err);
   detach_egress(ifindex);
-  forget_attachment(dp, netns, ifname);
+  if (dp) forget_attachment(*dp, netns, ifname);
 }
 
 std::vector<Attachment> list_attachments(const DataPath& dp) {

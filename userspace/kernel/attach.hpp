@@ -35,8 +35,9 @@ AttachOutcome attach(DataPath& dp, const std::string& netns, const std::string& 
 
 // Removes sluice's XDP program from `ifname`, leaving any other program
 // alone, and forgets the attachment. Throws UsageError when sluice is not
-// attached there.
-void detach(const DataPath& dp, const std::string& netns, const std::string& ifname);
+// attached there. `dp` is null when sluice is not set up (no pinned maps):
+// a program left on the hook is still removed, and nothing is created.
+void detach(const DataPath* dp, const std::string& netns, const std::string& ifname);
 
 // The sluice XDP program on an interface of the current namespace, if any.
 std::optional<uint32_t> sluice_prog_id(int ifindex);
