@@ -771,6 +771,8 @@ TEST_F(SluiceE2E, BadPolicyFilesAndCommandsAreRejectedAndChangeNothing)
         {{"limit", "set", "web", "nosuch", "--rate", "10/s"}, "no tenant named 'nosuch'"},
         {{"tenant", "add", "gold", "--prefix", prefix4(1, 24)}, "host bits"},
         {{"deny", "add", tb().ip4(0) + "/33"}, "prefix length"},
+        {{"service", "delete", "web"}, "unknown command 'delete'; did you mean 'del'?"},
+        {{"tenant", "lsit"}, "did you mean 'list'?"},
     };
     for (const auto& c : commands) {
         SCOPED_TRACE(join(c.args));

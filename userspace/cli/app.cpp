@@ -3,8 +3,12 @@
 // the operator can fix (nothing was changed), 1 when the system refused.
 #include "cli/app.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
@@ -32,6 +36,34 @@ constexpr const char* kFooter =
     "\n"
     "Every command takes --help. Policy changes are applied atomically and saved to the policy file.\n"
     "Environment: SLUICE_PIN_DIR, SLUICE_POLICY_FILE and SLUICE_DEBUG=1 stand for --pin-dir, --policy-file and --verbose (above).";
+
+// The subcommand of `parent` that an unknown `word` most likely meant: a
+// common synonym (delete for del), or a name one typo away. Empty if none.
+std::string likely_command(const CLI::App& parent, const std::string& word) {
+  static const std::map<std::string, std::string> kSynonyms = {
+      {"delete", "del"}, {"remove", "del"}, {"rm", "del"},     {"ls", "list"},  {"show", "list"},
+      {"create", "add"}, {"new", "add"},    {"update", "set"}, {"change", "set"}, {"modify", "set"}};
+  std::vector<std::string> names;
+  for (const CLI::App* sub : parent.get_subcommands([](const CLI::App*) { return true; }))
+    names.push_back(sub->get_name());
+  auto known = [&](const std::string& name) { return std::find(names.begin(), names.end(), name) != names.end(); };
+  if (auto it = kSynonyms.find(word); it != kSynonyms.end() && known(it->second)) return it->second;
+  // One typo: a letter wrong, missing, extra, or two letters swapped.
+  auto one_typo = [](const std::string& a, const std::string& b) {
+    if (a == b || a.size() + 1 < b.size() || b.size() + 1 < a.size()) return false;
+    size_t i = 0;
+    while (i < a.size() && i < b.size() && a[i] == b[i]) i++;
+    if (a.size() == b.size())
+      return a.compare(i + 1, std::string::npos, b, i + 1) == 0 ||
+             (i + 1 < a.size() && a[i] == b[i + 1] && a[i + 1] == b[i] && a.compare(i + 2, std::string::npos, b, i + 2) == 0);
+    const std::string& longer = a.size() > b.size() ? a : b;
+    const std::string& shorter = a.size() > b.size() ? b : a;
+    return longer.compare(i + 1, std::string::npos, shorter, i) == 0;
+  };
+  for (const std::string& name : names)
+    if (one_typo(word, name)) return name;
+  return "";
+}
 
 // The subcommand chain the user typed, e.g. "service add", for hints.
 std::string command_path(const CLI::App& app) {
@@ -94,9 +126,11 @@ int run_cli(int argc, const char* const* argv, Backend* backend) {
     while (!deepest->get_subcommands().empty()) deepest = deepest->get_subcommands().front();
     std::vector<std::string> rest = deepest->remaining();
     if (rest.empty()) rest = app.remaining();
-    if (!rest.empty() && deepest->get_require_subcommand_min() > 0)
-      std::cerr << "sluice" << hint << ": unknown command '" << rest.front() << "' (see: sluice" << hint
-                << " --help)\n";
+    if (!rest.empty() && deepest->get_require_subcommand_min() > 0) {
+      std::string meant = likely_command(*deepest, rest.front());
+      std::cerr << "sluice" << hint << ": unknown command '" << rest.front() << "'"
+                << (meant.empty() ? "" : "; did you mean '" + meant + "'?") << " (see: sluice" << hint << " --help)\n";
+    }
     else
       std::cerr << "sluice" << hint << ": " << e.what() << " (see: sluice" << hint << " --help)\n";
     return 2;
