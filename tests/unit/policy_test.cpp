@@ -202,7 +202,7 @@ TEST(PolicyFile, ErrorsNameFileLineAndField) {
   EXPECT_EQ(err("[[service]]\nname = \"web\"\nport = 80\nrate = \"2.5/s\"\n"),
             "p.toml:4: service 'web': rate '2.5/s': rates are whole numbers per period; write e.g. 150/m instead "
             "of 2.5/s");
-  EXPECT_EQ(err("[[service]]\nname = \"web\"\nport = 80\nbrust = 3\n"), "p.toml:4: service 'web': unknown field 'brust'");
+  EXPECT_EQ(err("[[service]]\nname = \"web\"\nport = 80\nbrust = 3\n"), "p.toml:4: service 'web': unknown field 'brust'; did you mean 'burst'?");
   EXPECT_EQ(err("[[service]]\nname = \"web\"\nport = \"80\"\n"), "p.toml:3: service 'web': port must be an integer");
   EXPECT_EQ(err("[[service]]\nname = \"web\"\n"), "p.toml:2: service 'web': missing port");
   EXPECT_EQ(err("[[tenant]]\nname = \"a\"\nprefixes = [\"198.18.1.1/24\"]\n"),

@@ -12,6 +12,7 @@
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#include "core/spelling.hpp"
 #include "kernel/bpffs.hpp"
 #include "kernel/log.hpp"
 #include "policy/policy_file.hpp"
@@ -48,21 +49,7 @@ std::string likely_command(const CLI::App& parent, const std::string& word) {
     names.push_back(sub->get_name());
   auto known = [&](const std::string& name) { return std::find(names.begin(), names.end(), name) != names.end(); };
   if (auto it = kSynonyms.find(word); it != kSynonyms.end() && known(it->second)) return it->second;
-  // One typo: a letter wrong, missing, extra, or two letters swapped.
-  auto one_typo = [](const std::string& a, const std::string& b) {
-    if (a == b || a.size() + 1 < b.size() || b.size() + 1 < a.size()) return false;
-    size_t i = 0;
-    while (i < a.size() && i < b.size() && a[i] == b[i]) i++;
-    if (a.size() == b.size())
-      return a.compare(i + 1, std::string::npos, b, i + 1) == 0 ||
-             (i + 1 < a.size() && a[i] == b[i + 1] && a[i + 1] == b[i] && a.compare(i + 2, std::string::npos, b, i + 2) == 0);
-    const std::string& longer = a.size() > b.size() ? a : b;
-    const std::string& shorter = a.size() > b.size() ? b : a;
-    return longer.compare(i + 1, std::string::npos, shorter, i) == 0;
-  };
-  for (const std::string& name : names)
-    if (one_typo(word, name)) return name;
-  return "";
+  return sluice::one_typo_from(word, names);
 }
 
 // The subcommand chain the user typed, e.g. "service add", for hints.

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/spelling.hpp"
 
 namespace sluice::policy {
 
@@ -120,8 +121,12 @@ class TableReader {
     }
   }
   void refuse_unknown() const {
-    for (const auto& [key, node] : table_)
-      if (!known_.count(std::string(key.str()))) fail(line_of(node), "unknown field '" + std::string(key.str()) + "'");
+    for (const auto& [key, node] : table_) {
+      std::string field(key.str());
+      if (known_.count(field)) continue;
+      std::string meant = one_typo_from(field, {known_.begin(), known_.end()});
+      fail(line_of(node), "unknown field '" + field + "'" + (meant.empty() ? "" : "; did you mean '" + meant + "'?"));
+    }
   }
 
  private:
