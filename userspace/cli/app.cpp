@@ -36,10 +36,12 @@ constexpr const char* kFooter =
     "  sluice detach eth0                                   # traffic flows unchecked at once\n"
     "\n"
     "Every command takes --help. Policy changes are applied atomically and saved to the policy file.\n"
-    "Environment: SLUICE_PIN_DIR, SLUICE_POLICY_FILE and SLUICE_DEBUG=1 stand for --pin-dir, --policy-file and --verbose (above).";
+    "Environment: SLUICE_PIN_DIR, SLUICE_POLICY_FILE and SLUICE_DEBUG=1 stand for the options --pin-dir,\n"
+    "--policy-file and --verbose (above).";
 
 // The subcommand of `parent` that an unknown `word` most likely meant: a
-// common synonym (delete for del), or a name one typo away. Empty if none.
+// common synonym (delete for del) or one typo from one, or a name one typo
+// away. Empty if none.
 std::string likely_command(const CLI::App& parent, const std::string& word) {
   static const std::map<std::string, std::string> kSynonyms = {
       {"delete", "del"}, {"remove", "del"}, {"rm", "del"},     {"ls", "list"},  {"show", "list"},
@@ -48,7 +50,8 @@ std::string likely_command(const CLI::App& parent, const std::string& word) {
   for (const CLI::App* sub : parent.get_subcommands([](const CLI::App*) { return true; }))
     names.push_back(sub->get_name());
   auto known = [&](const std::string& name) { return std::find(names.begin(), names.end(), name) != names.end(); };
-  if (auto it = kSynonyms.find(word); it != kSynonyms.end() && known(it->second)) return it->second;
+  for (const auto& [synonym, name] : kSynonyms)
+    if ((word == synonym || sluice::one_typo_apart(word, synonym)) && known(name)) return name;
   return sluice::one_typo_from(word, names);
 }
 
@@ -117,9 +120,9 @@ int run_cli(int argc, const char* const* argv, Backend* backend) {
       std::string meant = likely_command(*deepest, rest.front());
       std::cerr << "sluice" << hint << ": unknown command '" << rest.front() << "'"
                 << (meant.empty() ? "" : "; did you mean '" + meant + "'?") << " (see: sluice" << hint << " --help)\n";
-    }
-    else
+    } else {
       std::cerr << "sluice" << hint << ": " << e.what() << " (see: sluice" << hint << " --help)\n";
+    }
     return 2;
   } catch (const UsageError& e) {
     std::cerr << "sluice: " << e.what() << "\n";
