@@ -26,3 +26,8 @@ TEST(Spelling, TheFirstNameOneTypoAwayIsSuggested) {
   EXPECT_EQ(one_typo_from("servce", {"attach", "service", "stats"}), "service");
   EXPECT_EQ(one_typo_from("frobnicate", {"add", "set", "del", "list"}), "");
 }
+
+TEST(Spelling, ASuggestionEndsTheErrorAndNoneAddsNothing) {
+  EXPECT_EQ(sluice::did_you_mean("burst"), "; did you mean 'burst'?");
+  EXPECT_EQ(sluice::did_you_mean(""), "");
+}

@@ -117,9 +117,9 @@ int run_cli(int argc, const char* const* argv, Backend* backend) {
     std::vector<std::string> rest = deepest->remaining();
     if (rest.empty()) rest = app.remaining();
     if (!rest.empty() && deepest->get_require_subcommand_min() > 0) {
-      std::string meant = likely_command(*deepest, rest.front());
       std::cerr << "sluice" << hint << ": unknown command '" << rest.front() << "'"
-                << (meant.empty() ? "" : "; did you mean '" + meant + "'?") << " (see: sluice" << hint << " --help)\n";
+                << sluice::did_you_mean(likely_command(*deepest, rest.front())) << " (see: sluice" << hint
+                << " --help)\n";
     } else {
       std::cerr << "sluice" << hint << ": " << e.what() << " (see: sluice" << hint << " --help)\n";
     }

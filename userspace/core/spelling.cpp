@@ -23,4 +23,8 @@ std::string one_typo_from(const std::string& word, const std::vector<std::string
   return "";
 }
 
+std::string did_you_mean(const std::string& name) {
+  return name.empty() ? "" : "; did you mean '" + name + "'?";
+}
+
 }  // namespace sluice

@@ -13,4 +13,7 @@ bool one_typo_apart(const std::string& a, const std::string& b);
 // The first of `names` one typo away from `word`, or "" when none is.
 std::string one_typo_from(const std::string& word, const std::vector<std::string>& names);
 
+// "; did you mean 'NAME'?" to end an error with, or "" for no suggestion.
+std::string did_you_mean(const std::string& name);
+
 }  // namespace sluice
