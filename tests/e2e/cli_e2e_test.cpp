@@ -773,6 +773,7 @@ TEST_F(SluiceE2E, BadPolicyFilesAndCommandsAreRejectedAndChangeNothing)
         {{"deny", "add", tb().ip4(0) + "/33"}, "prefix length"},
         {{"service", "delete", "web"}, "unknown command 'delete'; did you mean 'del'?"},
         {{"tenant", "lsit"}, "did you mean 'list'?"},
+        {{"service", "del", "wbe"}, "no service named 'wbe'; did you mean 'web'?"},
     };
     for (const auto& c : commands) {
         SCOPED_TRACE(join(c.args));

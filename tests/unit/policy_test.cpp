@@ -150,6 +150,12 @@ TEST(Validate, NamesTheItemAndFieldOfEachProblem) {
   check([](Policy& p) { p.tenants[0].level = 3; }, "level 3 is out of range");
   check([](Policy& p) { p.limits.push_back(Limit{"web", "nobody", Rate{1, 1}, 1}); }, "no tenant named 'nobody'");
   check([](Policy& p) { p.limits.push_back(Limit{"nothing", "gold", Rate{1, 1}, 1}); }, "no service named 'nothing'");
+  check([](Policy& p) { p.limits.push_back(Limit{"wbe", "gold", Rate{1, 1}, 1}); },
+        "no service named 'wbe'; did you mean 'web'?");
+  check([](Policy& p) { p.limits.push_back(Limit{"web", "glod", Rate{1, 1}, 1}); },
+        "no tenant named 'glod'; did you mean 'gold'?");
+  check([](Policy& p) { p.limits.push_back(Limit{"web", "defualt", Rate{1, 1}, 1}); },
+        "no tenant named 'defualt'; did you mean 'default'?");
   check([](Policy& p) {
     p.deny.push_back(Cidr::parse("198.18.9.0/24"));
     p.deny.push_back(Cidr::parse("198.18.9.0/24"));

@@ -180,7 +180,7 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
   set->callback([&g, a] {
     change_policy(g, [&](Policy& p) {
       auto it = std::find_if(p.services.begin(), p.services.end(), [&](const Service& s) { return s.name == a->name; });
-      if (it == p.services.end()) throw UsageError("no service named '" + a->name + "' (see: sluice service list)");
+      if (it == p.services.end()) throw UsageError(p.no_service_named(a->name) + " (see: sluice service list)");
       a->set_opts.apply_to(*it);
     });
     std::cout << "service " << a->name << " updated\n";
@@ -191,7 +191,7 @@ void add_service_commands(CLI::App& app, GlobalOptions& g) {
   del->callback([&g, a] {
     const std::string& name = a->name;
     change_policy(g, [&](Policy& p) {
-      if (!p.find_service(name)) throw UsageError("no service named '" + name + "' (see: sluice service list)");
+      if (!p.find_service(name)) throw UsageError(p.no_service_named(name) + " (see: sluice service list)");
       for (const auto& l : p.limits)
         if (l.service == name)
           throw UsageError("service '" + name + "' has a limit for tenant '" + l.tenant + "'; remove it first: sluice limit del " +
@@ -285,7 +285,7 @@ void add_tenant_commands(CLI::App& app, GlobalOptions& g) {
     for (const auto& text : a->prefixes) parsed.push_back(Cidr::parse(text));
     change_policy(g, [&](Policy& p) {
       auto it = std::find_if(p.tenants.begin(), p.tenants.end(), [&](const Tenant& t) { return t.name == name; });
-      if (it == p.tenants.end()) throw UsageError("no tenant named '" + name + "' (see: sluice tenant list)");
+      if (it == p.tenants.end()) throw UsageError(p.no_tenant_named(name, false) + " (see: sluice tenant list)");
       if (!parsed.empty()) {
         for (const auto& c : parsed) {
           auto pos = std::find(it->prefixes.begin(), it->prefixes.end(), c);
@@ -354,9 +354,9 @@ void add_limit_commands(CLI::App& app, GlobalOptions& g) {
     uint32_t b =
         a->burst_opt->count() ? static_cast<uint32_t>(parse_uint(a->burst, "--burst", 1, kMaxBurst)) : default_burst(r);
     change_policy(g, [&](Policy& p) {
-      if (!p.find_service(service)) throw UsageError("no service named '" + service + "' (see: sluice service list)");
+      if (!p.find_service(service)) throw UsageError(p.no_service_named(service) + " (see: sluice service list)");
       if (tenant != kDefaultTenant && !p.find_tenant(tenant))
-        throw UsageError("no tenant named '" + tenant + "' (see: sluice tenant list)");
+        throw UsageError(p.no_tenant_named(tenant, true) + " (see: sluice tenant list)");
       std::erase_if(p.limits, [&](const Limit& l) { return l.service == service && l.tenant == tenant; });
       p.limits.push_back(Limit{service, tenant, r, b});
     });

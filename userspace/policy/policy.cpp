@@ -6,6 +6,8 @@
 #include <set>
 #include <tuple>
 
+#include "core/spelling.hpp"
+
 namespace sluice::policy {
 
 PolicyError::PolicyError(std::string kind_, std::string item_, std::string field_, const std::string& problem)
@@ -24,6 +26,19 @@ const Tenant* Policy::find_tenant(std::string_view name) const {
   for (const auto& t : tenants)
     if (t.name == name) return &t;
   return nullptr;
+}
+
+std::string Policy::no_service_named(const std::string& name) const {
+  std::vector<std::string> names;
+  for (const auto& s : services) names.push_back(s.name);
+  return "no service named '" + name + "'" + did_you_mean(one_typo_from(name, names));
+}
+
+std::string Policy::no_tenant_named(const std::string& name, bool implicit_default) const {
+  std::vector<std::string> names;
+  for (const auto& t : tenants) names.push_back(t.name);
+  if (implicit_default) names.push_back(kDefaultTenant);
+  return "no tenant named '" + name + "'" + did_you_mean(one_typo_from(name, names));
 }
 
 uint8_t Policy::level_of(std::string_view tenant) const {
@@ -191,9 +206,9 @@ void validate(const Policy& p) {
   for (const auto& l : p.limits) {
     std::string item = l.service + "/" + l.tenant;
     if (!p.find_service(l.service))
-      throw PolicyError("limit", item, "service", "no service named '" + l.service + "'");
+      throw PolicyError("limit", item, "service", p.no_service_named(l.service));
     if (l.tenant != kDefaultTenant && !p.find_tenant(l.tenant))
-      throw PolicyError("limit", item, "tenant", "no tenant named '" + l.tenant + "'");
+      throw PolicyError("limit", item, "tenant", p.no_tenant_named(l.tenant, true));
     if (!l.rate.is_set()) throw PolicyError("limit", item, "rate", "a limit needs a rate");
     check_rate("limit", item, "rate", l.rate, l.burst);
     if (!pairs.emplace(l.service, l.tenant).second) throw PolicyError("limit", item, "service", "defined twice");

@@ -108,6 +108,12 @@ struct Policy {
 
   const Service* find_service(std::string_view name) const;
   const Tenant* find_tenant(std::string_view name) const;
+  // The error for a name that names nothing: "no service named 'NAME'",
+  // ending with the name one typo away when there is one.
+  std::string no_service_named(const std::string& name) const;
+  // The same for tenants; with `implicit_default` the default tenant counts
+  // even when the policy does not list it (as it does for limits).
+  std::string no_tenant_named(const std::string& name, bool implicit_default) const;
   // The level of a tenant by name, including the implicit default tenant.
   uint8_t level_of(std::string_view tenant) const;
 
