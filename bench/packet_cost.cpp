@@ -82,6 +82,9 @@ void packet_cost(Report& report, const Options& opt) {
   per_source.per_source = {1'000'000'000, 1};
   per_source.per_source_burst = 1'000'000'000;
   test::XdpTester admitted_source(realistic(per_source), false);
+  policy::Policy tenant_limit = realistic(admit_web);
+  tenant_limit.limits.push_back({"web", "clients", {1'000'000'000, 1}, 1'000'000'000});
+  test::XdpTester admitted_tenant_limit(tenant_limit, false);
 
   // Shed: one token an hour, long gone after the first packet.
   policy::Service shed_web = service("web", 80, {1, 3600}, 1);
@@ -121,6 +124,8 @@ void packet_cost(Report& report, const Options& opt) {
        [&] { return ns_per_packet(admitted_full.datapath().xdp_prog_fd(), syn, repeat); }},
       {"admitted_per_source", "as admitted, plus a per-source bucket",
        [&] { return ns_per_packet(admitted_source.datapath().xdp_prog_fd(), syn, repeat); }},
+      {"admitted_tenant_limit", "as admitted, the source's tenant with a rate of its own (sluice limit set)",
+       [&] { return ns_per_packet(admitted_tenant_limit.datapath().xdp_prog_fd(), syn, repeat); }},
       {"established", "ACK of an admitted connection (not charged)",
        [&] { return ns_per_packet(admitted_full.datapath().xdp_prog_fd(), ack, repeat); }},
       {"not_service", "SYN to a port no service uses",
