@@ -110,6 +110,21 @@ void packet_cost(Report& report, const Options& opt) {
                             .flags(tcp_flag::ACK | tcp_flag::PSH).payload("GET / HTTP/1.1\r\n\r\n").build();
   test::Bytes response = PacketBuilder().ipv4("198.18.0.2", "198.18.0.1").tcp(80, 40000)
                              .flags(tcp_flag::ACK | tcp_flag::PSH).payload("HTTP/1.1 200 OK\r\n\r\n").build();
+  // Shed by the adaptive limit: a live controller allows one request in
+  // flight, and one admitted SYN (another source port) holds it. Every SYN
+  // after it is refused in the complete judge (tail call, precise clock,
+  // control values), the path of a flood against a service `sluice run`
+  // governs. The heartbeat is renewed before each measurement.
+  test::XdpTester adaptive(realistic(observed), false);
+  sl_control one_in_flight{};
+  for (auto& limit : one_in_flight.max_inflight) limit = 1;
+  adaptive.set_control("web", one_in_flight);
+  adaptive.set_heartbeat(now_ns());
+  test::Bytes holder = PacketBuilder().ipv4("198.18.0.1", "198.18.0.2").tcp(40001, 80).flags(tcp_flag::SYN).build();
+  if (adaptive.run(holder).action != XDP_PASS || adaptive.run(syn).action != XDP_DROP ||
+      adaptive.observe("web").inflight != 1)
+    throw std::runtime_error("packet_cost: the adaptive case does not refuse by the in-flight limit");
+
   auto egress_fd = [](test::XdpTester& t) { return bpf_program__fd(t.datapath().skel()->progs.sluice_tc_egress); };
 
   struct Case {
@@ -134,6 +149,11 @@ void packet_cost(Report& report, const Options& opt) {
        [&] { return ns_per_packet(shed_min.datapath().xdp_prog_fd(), syn, repeat); }},
       {"shed", "SYN over the limit, dropped, 51 tenants + 20 deny rules",
        [&] { return ns_per_packet(shed_full.datapath().xdp_prog_fd(), syn, repeat); }},
+      {"shed_adaptive", "SYN refused by the in-flight limit a live controller set (sluice run), dropped",
+       [&] {
+         adaptive.set_heartbeat(now_ns());
+         return ns_per_packet(adaptive.datapath().xdp_prog_fd(), syn, repeat);
+       }},
       {"denied", "SYN from a denied prefix",
        [&] { return ns_per_packet(shed_full.datapath().xdp_prog_fd(), denied, repeat); }},
       {"request_observe_off", "XDP: client payload to a service without observation",

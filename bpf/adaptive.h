@@ -10,17 +10,52 @@
 
 #include "buckets.h"
 
-/* The service's control values if the controller is alive, else 0. */
-static __always_inline struct sl_control *fresh_control(const struct policy_view *pv, __u32 service_id,
-							 __u64 now, struct sl_global_counters *g)
+/* Whether a heartbeat is recent: set, and no older than the policy's
+ * control_stale_ms at `now` (the precise clock, which the controller's
+ * heartbeat is written in). */
+static __always_inline int heartbeat_fresh(const struct policy_view *pv, __u64 heartbeat_ns, __u64 now)
 {
 	__u32 zero = 0;
-	struct sl_control_header *hdr = bpf_map_lookup_elem(&ctl_header, &zero);
 	void *info_map = slot_map(&pol_info, pv->slot);
 	struct sl_policy_info *info = info_map ? bpf_map_lookup_elem(info_map, &zero) : 0;
 	__u64 bound = (info ? info->control_stale_ms : SL_DEFAULT_CONTROL_STALE_MS) * 1000000ull;
 
-	if (!hdr || !hdr->heartbeat_ns || now > hdr->heartbeat_ns + bound) {
+	return heartbeat_ns && now <= heartbeat_ns + bound;
+}
+
+/*
+ * Whether the controller is alive. The precise clock costs more than the
+ * rest of a refusal (bench packet_cost, shed_adaptive), so each CPU judges
+ * the heartbeat once per tick and per heartbeat value and keeps the
+ * verdict: a new or cleared heartbeat is seen at once, a controller that
+ * dies at most one tick later than its bound. Injected clocks (tests) do
+ * not move jiffies, so they are judged every time.
+ */
+static __always_inline int controller_alive(const struct policy_view *pv)
+{
+	__u32 zero = 0;
+	struct sl_control_header *hdr = bpf_map_lookup_elem(&ctl_header, &zero);
+
+	if (!hdr || !hdr->heartbeat_ns)
+		return 0;
+	__u64 heartbeat_ns = hdr->heartbeat_ns;
+	struct heartbeat_verdict *verdict = bpf_map_lookup_elem(&heartbeat_verdicts, &zero);
+	if (sl_config.fake_clock || !verdict)
+		return heartbeat_fresh(pv, heartbeat_ns, precise_clock());
+	__u64 tick = bpf_jiffies64();
+	if (verdict->tick != tick || verdict->heartbeat_ns != heartbeat_ns) {
+		verdict->fresh = heartbeat_fresh(pv, heartbeat_ns, precise_clock());
+		verdict->tick = tick;
+		verdict->heartbeat_ns = heartbeat_ns;
+	}
+	return verdict->fresh;
+}
+
+/* The service's control values if the controller is alive, else 0. */
+static __always_inline struct sl_control *fresh_control(const struct policy_view *pv, __u32 service_id,
+							 struct sl_global_counters *g)
+{
+	if (!controller_alive(pv)) {
 		count(g, SL_G_CONTROL_STALE);
 		return 0;
 	}
@@ -42,10 +77,9 @@ struct adaptive_gate {
 
 /* May one more unit of work (a new connection or request) of `level` start? */
 static __always_inline enum sl_reason adaptive_check(const struct policy_view *pv, __u32 service_id, __u32 level,
-						     __u64 now, struct sl_global_counters *g,
-						     struct adaptive_gate *gate)
+						     struct sl_global_counters *g, struct adaptive_gate *gate)
 {
-	gate->ctl = fresh_control(pv, service_id, now, g);
+	gate->ctl = fresh_control(pv, service_id, g);
 	gate->shared = bpf_map_lookup_elem(&obs_shared, &service_id);
 	struct sl_control *ctl = gate->ctl;
 	struct sl_obs_shared *shared = gate->shared;

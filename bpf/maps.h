@@ -238,6 +238,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } judges SEC(".maps");
 
+/* Per CPU, the last verdict on the controller's heartbeat (see
+ * controller_alive() in adaptive.h). A cache: not pinned, so each loaded
+ * program starts with its own, empty. */
+struct heartbeat_verdict {
+	__u64 tick;         /* jiffies when it was reached */
+	__u64 heartbeat_ns; /* the heartbeat it judged */
+	__u64 fresh;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct heartbeat_verdict);
+} heartbeat_verdicts SEC(".maps");
+
 /* Tests only: the last decision, when sl_config.trace is set. Not pinned. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

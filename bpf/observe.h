@@ -95,11 +95,11 @@ static __always_inline void count_started(__u32 service_id)
 }
 
 /* A request starts in the slot its connection reserved (no new admission). */
-static __always_inline int request_claim(struct sl_flow *f, __u64 now)
+static __always_inline int request_claim(struct sl_flow *f)
 {
 	if (!flow_move(f, SL_FLOW_RESERVED, SL_FLOW_PENDING))
 		return 0;
-	f->started_ns = now;
+	f->started_ns = precise_clock();
 	count_started(f->service_id);
 	return 1;
 }

@@ -129,15 +129,14 @@ static __always_inline int track_client_segment(const struct judged *j)
 		return XDP_PASS; /* the end of a flow, or more of a pending request */
 	}
 
-	__u64 now = precise_clock();
-	if (f && request_claim(f, now)) {
+	if (f && request_claim(f)) {
 		TRACE(j->t, reason, SL_R_REQUEST); /* admitted with its connection */
 		j->counters->verdict[SL_R_REQUEST]++;
 		return XDP_PASS;
 	}
 	__u32 level = tenant_level(j->pv, j->tenant_id);
 	struct adaptive_gate gate = {};
-	enum sl_reason reason = adaptive_check(j->pv, j->service_id, level, now, j->g, &gate);
+	enum sl_reason reason = adaptive_check(j->pv, j->service_id, level, j->g, &gate);
 	if (reason == SL_R_ADMITTED)
 		reason = adaptive_claim_probe(&gate);
 	TRACE(j->t, reason, reason);
@@ -146,7 +145,7 @@ static __always_inline int track_client_segment(const struct judged *j)
 		return reject(j->ctx, j->adm, pkt, j->g, 1);
 	}
 	TRACE(j->t, reason, SL_R_REQUEST);
-	request_begin(&key, f, j->service_id, j->tenant_id, level, now);
+	request_begin(&key, f, j->service_id, j->tenant_id, level, precise_clock());
 	j->counters->verdict[SL_R_REQUEST]++;
 	return XDP_PASS;
 }
@@ -166,13 +165,11 @@ static __always_inline int admit_unit(const struct judged *j, const int complete
 	int tracked = complete && (j->adm->flags & SL_SVC_TRACK);
 	enum sl_reason reason = SL_R_ADMITTED;
 	struct adaptive_gate gate = {};
-	__u64 now = 0;
 	__u32 level = 0;
 
 	if (tracked) {
-		now = precise_clock();
 		level = tenant_level(j->pv, j->tenant_id);
-		reason = adaptive_check(j->pv, j->service_id, level, now, j->g, &gate);
+		reason = adaptive_check(j->pv, j->service_id, level, j->g, &gate);
 	}
 	if (reason == SL_R_ADMITTED)
 		reason = admit_static(j->pv, j->adm, j->service_id, j->pair, j->pkt);
@@ -187,6 +184,8 @@ static __always_inline int admit_unit(const struct judged *j, const int complete
 	}
 	j->counters->verdict[SL_R_ADMITTED]++;
 	if (tracked) {
+		/* Only admitted work reads the precise clock: it times the request. */
+		__u64 now = precise_clock();
 		struct sl_flow_key key = {};
 		flow_key_from_client(&key, j->pkt);
 		if (j->pkt->l4proto == IPPROTO_UDP)

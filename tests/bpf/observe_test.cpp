@@ -10,6 +10,9 @@
 #include <atomic>
 #include <thread>
 
+#include <time.h>
+#include <unistd.h>
+
 #include "../lib/packet.hpp"
 #include "../lib/xdp_tester.hpp"
 #include "sluice.skel.h"
@@ -417,6 +420,60 @@ TEST(Adaptive, StaleControlIsIgnoredFailOpen) {
   d.port = 41234;
   EXPECT_EQ(t.run(d.syn()).action, XDP_PASS);
   EXPECT_EQ(t.run(d.syn()).action, XDP_DROP);
+}
+
+uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000 + uint64_t(ts.tv_nsec);
+}
+
+// On the real clock each CPU keeps its verdict on the heartbeat for a tick,
+// so a flood of refused work does not read the precise clock per packet.
+// A heartbeat cleared, renewed or replaced still counts at once; one that
+// stops (a dead controller) is presumed dead at its bound, at most a tick
+// late: a packet judged later than bound + tick (10 ms at HZ 100, the
+// slowest tick) finds it dead.
+TEST(Adaptive, OnTheRealClockHeartbeatsCountAtOnceAndDeathWithinATick) {
+  Policy p = tracked_policy();
+  p.control_stale_ms = 100;
+  XdpTester t(p, /*fake_clock=*/false);
+  sl_control ctl{};
+  ctl.breaker_state = SL_BREAKER_OPEN;
+  t.set_control("web", ctl);
+  Conn c;
+  t.set_heartbeat(monotonic_ns());
+  EXPECT_EQ(t.run(c.syn()).action, XDP_DROP);
+  t.set_heartbeat(0);  // a clean stop
+  EXPECT_EQ(t.run(c.syn()).action, XDP_PASS);
+  t.set_heartbeat(monotonic_ns());  // a new controller
+  EXPECT_EQ(t.run(c.syn()).action, XDP_DROP);
+  t.set_heartbeat(monotonic_ns() - 1000 * kMs);  // a stalled one's last beat
+  EXPECT_EQ(t.run(c.syn()).action, XDP_PASS);
+
+  constexpr uint64_t kBound = 100 * kMs, kTick = 10 * kMs;
+  const uint64_t beat = monotonic_ns();
+  t.set_heartbeat(beat);
+  uint64_t last_refused_at = 0, first_passed_at = 0;
+  // Bounded: at most 300 packets over about 300 ms.
+  for (int i = 0; i < 300 && monotonic_ns() < beat + 3 * kBound; i++) {
+    uint64_t sent = monotonic_ns();
+    int action = t.run(c.syn()).action;
+    uint64_t judged = monotonic_ns();
+    if (action == XDP_DROP) {
+      last_refused_at = sent;
+    } else {
+      EXPECT_GT(judged, beat + kBound) << "presumed dead before its bound";
+      first_passed_at = sent;
+      break;
+    }
+    usleep(1000);
+  }
+  ASSERT_NE(first_passed_at, 0u) << "still alive " << (monotonic_ns() - beat) / kMs << " ms after its last beat";
+  EXPECT_LE(last_refused_at, beat + kBound + kTick)
+      << "alive " << (last_refused_at - beat) / kMs << " ms after its last beat";
+  std::printf("[ numbers ] last refused %.1f ms, first passed %.1f ms after the last beat (bound 100 ms)\n",
+              double(last_refused_at - beat) / kMs, double(first_passed_at - beat) / kMs);
 }
 
 // The quick judge on the hook hands tracked services to the complete judge.
