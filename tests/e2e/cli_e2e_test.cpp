@@ -914,5 +914,28 @@ TEST_F(SluiceE2E, DetachRemovesAProgramWhosePinsWereRemoved)
     EXPECT_FALSE(std::filesystem::exists(cli_.pin_dir()));
 }
 
+// On a host where sluice is not set up, `apply -f` makes the maps with the
+// sizes of the file it applies ([maps]), not the saved file's or the
+// defaults: a policy with more tenants than the default maps hold applies.
+TEST_F(SluiceE2E, ApplyOnAFreshHostMakesTheMapsWithTheFilesSizes)
+{
+    ASSERT_FALSE(std::filesystem::exists(cli_.pin_dir()));
+    constexpr int kTenants = 300, kMaxServices = 8, kMaxTenants = 600;  // default maps hold 255 tenants
+    std::ostringstream file;
+    file << "[maps]\nmax_services = " << kMaxServices << "\nmax_tenants = " << kMaxTenants << "\n\n"
+         << "[[service]]\nname = \"web\"\nport = 8080\nrate = \"100/s\"\n\n";
+    for (int i = 0; i < kTenants; i++)
+        file << "[[tenant]]\nname = \"t" << i << "\"\nprefixes = [\"198.19." << i / 256 << "." << i % 256 << "/32\"]\n\n";
+    std::string path = cli_.scratch().write("big.toml", file.str());
+    cli_.must({"apply", "-f", path});
+    json st = cli_.json({"status", "--json"});
+    uint64_t pair_entries = 0;
+    for (const auto& m : st.at("maps"))
+        if (m.at("name") == "pair_stats") pair_entries = m.at("max_entries").get<uint64_t>();
+    EXPECT_EQ(pair_entries, uint64_t(kMaxServices) * kMaxTenants);
+    EXPECT_EQ(cli_.json({"tenant", "list", "--json"}).size(), size_t(kTenants + 1));  // and "default"
+    EXPECT_TRUE(contains(cli_.must({"export"}), "max_tenants = " + std::to_string(kMaxTenants)));
+}
+
 }  // namespace
 }  // namespace sluice::test

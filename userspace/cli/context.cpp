@@ -29,20 +29,31 @@ bool maps_exist(const GlobalOptions& g) {
   return stat((g.pin_dir + "/sl_root").c_str(), &st) == 0;
 }
 
-std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g, bool ignore_incompatible_pins) {
+namespace {
+
+// The sizes of maps about to be created: `given`, else the saved policy
+// file's, else the defaults.
+policy::MapSizes sizes_for_new_maps(const GlobalOptions& g, const std::optional<policy::MapSizes>& given) {
+  if (given) return *given;
+  if (access(g.policy_file.c_str(), R_OK) == 0) {
+    try {
+      return policy::load_policy_file(g.policy_file).maps;
+    } catch (const UsageError&) {
+      // A broken file is reported when it is applied; size with defaults.
+    }
+  }
+  return {};
+}
+
+std::unique_ptr<kernel::DataPath> open_or_create_maps(const GlobalOptions& g, bool ignore_incompatible_pins,
+                                                      const std::optional<policy::MapSizes>& sizes_if_created) {
   require_kernel(g);
   kernel::ensure_pin_dir(g.pin_dir);
   kernel::DataPathOptions options;
   options.pin_dir = g.pin_dir;
   options.load_programs = false;
   options.ignore_incompatible_pins = ignore_incompatible_pins;
-  if (!maps_exist(g) && access(g.policy_file.c_str(), R_OK) == 0) {
-    try {
-      options.sizes = policy::load_policy_file(g.policy_file).maps;
-    } catch (const UsageError&) {
-      // A broken file is reported when it is applied; size with defaults.
-    }
-  }
+  if (!maps_exist(g)) options.sizes = sizes_for_new_maps(g, sizes_if_created);
   std::unique_ptr<kernel::DataPath> dp;
   try {
     dp = std::make_unique<kernel::DataPath>(options);
@@ -52,6 +63,16 @@ std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g, bool ignore_
   }
   dp->load();
   return dp;
+}
+
+}  // namespace
+
+std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g, bool ignore_incompatible_pins) {
+  return open_or_create_maps(g, ignore_incompatible_pins, std::nullopt);
+}
+
+std::unique_ptr<kernel::DataPath> open_maps_for(const GlobalOptions& g, const policy::Policy& next) {
+  return open_or_create_maps(g, false, next.maps);
 }
 
 std::unique_ptr<kernel::DataPath> open_maps_if_set_up(const GlobalOptions& g) {
@@ -140,7 +161,7 @@ uint64_t change_policy(const GlobalOptions& g, const std::function<void(policy::
 
 uint64_t replace_policy(const GlobalOptions& g, const policy::Policy& next) {
   if (g.backend) return g.backend->replace_policy(next);
-  auto dp = open_maps(g);
+  auto dp = open_maps_for(g, next);
   kernel::PolicyLock lock(*dp);
   policy::Policy before = kernel::PolicyStore(*dp).read().policy;
   return apply_and_save(g, *dp, before, next);

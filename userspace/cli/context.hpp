@@ -43,6 +43,9 @@ void require_kernel(const GlobalOptions& g);
 // with another layout are refused, with the way out, unless
 // ignore_incompatible_pins (for reset, which removes them).
 std::unique_ptr<kernel::DataPath> open_maps(const GlobalOptions& g, bool ignore_incompatible_pins = false);
+// As open_maps, for a policy about to replace the running one: maps created
+// here take that policy's sizes (its [maps] table), not the saved file's.
+std::unique_ptr<kernel::DataPath> open_maps_for(const GlobalOptions& g, const policy::Policy& next);
 
 // Whether the maps exist at all (nothing was ever set up when they don't).
 bool maps_exist(const GlobalOptions& g);
