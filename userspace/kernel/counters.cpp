@@ -1,7 +1,11 @@
 #include "kernel/counters.hpp"
 
+#include <algorithm>
 #include <ctime>
 #include <iterator>
+#include <map>
+#include <string>
+#include <tuple>
 
 #include "kernel/map.hpp"
 #include "sluice.skel.h"
@@ -30,21 +34,33 @@ CounterSnapshot read_counters(const DataPath& dp, const policy::IdAssignment& id
   snap.taken_ns = monotonic_ns();
   const uint32_t max_tenants = dp.sizes().max_tenants;
 
-  int pair_fd = dp.map_fd(dp.skel()->maps.pair_stats);
-  for (const auto& [_, service] : ids.services) {
-    for (const auto& [_, tenant] : ids.tenants) {
-      PairCounters pc{service, tenant, {}};
-      bool any = false;
-      for (const sl_counters& cpu :
-           percpu_lookup<uint32_t, sl_counters>(pair_fd, sl_pair_index(service, tenant, max_tenants)))
-        for (int r = 0; r < SL_R__COUNT; r++) {
-          pc.counters.verdict[r] += cpu.verdict[r];
-          any |= cpu.verdict[r] != 0;
-        }
-      if (any) snap.pairs.push_back(pc);
-    }
-    snap.services[service] = read_service_counters(dp, service);
-  }
+  // Pairs are indexed service id x max_tenants + tenant id, so the pairs of
+  // the policy's services lie below (highest id + 1) x max_tenants: read in
+  // batches, as 100 services x 10,000 tenants are a million pairs.
+  std::map<uint32_t, std::string> service_name, tenant_name;
+  for (const auto& [name, id] : ids.services) service_name[id] = name;
+  for (const auto& [name, id] : ids.tenants)
+    if (id < max_tenants) tenant_name[id] = name;
+  uint32_t end = service_name.empty() ? 0 : (service_name.rbegin()->first + 1) * max_tenants;
+  percpu_array_scan<sl_counters>(
+      dp.map_fd(dp.skel()->maps.pair_stats), end, [&](uint32_t pair, std::span<const sl_counters> cpus) {
+        uint32_t service = pair / max_tenants, tenant = pair % max_tenants;
+        if (!service_name.count(service) || !tenant_name.count(tenant)) return;
+        PairCounters pc{service, tenant, {}};
+        bool any = false;
+        for (const sl_counters& cpu : cpus)
+          for (int r = 0; r < SL_R__COUNT; r++) {
+            pc.counters.verdict[r] += cpu.verdict[r];
+            any |= cpu.verdict[r] != 0;
+          }
+        if (any) snap.pairs.push_back(pc);
+      });
+  // By service name, then tenant name, as the policy lists them.
+  std::sort(snap.pairs.begin(), snap.pairs.end(), [&](const PairCounters& a, const PairCounters& b) {
+    return std::tie(service_name[a.service_id], tenant_name[a.tenant_id]) <
+           std::tie(service_name[b.service_id], tenant_name[b.tenant_id]);
+  });
+  for (const auto& [service, _] : service_name) snap.services[service] = read_service_counters(dp, service);
 
   uint32_t zero = 0;
   for (const sl_global_counters& cpu :

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <optional>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -116,6 +117,32 @@ std::vector<V> percpu_lookup(int fd, const K& key) {
   std::vector<V> values(possible_cpus());
   if (bpf_map_lookup_elem(fd, &key, values.data()) != 0) return {};
   return values;
+}
+
+// Every entry of a per-CPU array with an index below `end`, a batch at a
+// time (one syscall per 1024 entries, not one each): visit(index, values)
+// gets one value per possible CPU.
+template <typename V, typename Visit>
+void percpu_array_scan(int fd, uint32_t end, Visit visit) {
+  static_assert(sizeof(V) % 8 == 0, "per-CPU values must be 8-byte multiples");
+  constexpr uint32_t kBatch = 1024;
+  const size_t cpus = possible_cpus();
+  std::vector<uint32_t> keys(kBatch);
+  std::vector<V> values(kBatch * cpus);
+  uint32_t in_batch = 0, out_batch = 0;
+  for (bool first = true;; first = false) {
+    uint32_t count = kBatch;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch, keys.data(), values.data(), &count,
+                                   &opts);
+    if (err && errno != ENOENT) throw SystemError("cannot read a per-CPU map", errno);
+    for (uint32_t i = 0; i < count; i++) {
+      if (keys[i] >= end) return;
+      visit(keys[i], std::span<const V>(values.data() + i * cpus, cpus));
+    }
+    if (err || count == 0) return;  // ENOENT: past the last entry
+    in_batch = out_batch;
+  }
 }
 
 }  // namespace sluice::kernel

@@ -18,25 +18,32 @@ Fd open_inner(int outer_fd, uint32_t slot) {
   return Fd(bpf_map_get_fd_by_id(id));
 }
 
-// All entries of an array map in one batch call instead of one syscall each.
-template <typename V>
-std::vector<std::pair<uint32_t, V>> array_entries(int fd, uint32_t max_entries) {
-  std::vector<uint32_t> keys(max_entries);
-  std::vector<V> values(max_entries);
-  uint32_t count = max_entries, out_batch = 0;
-  LIBBPF_OPTS(bpf_map_batch_opts, opts);
-  int err = bpf_map_lookup_batch(fd, nullptr, &out_batch, keys.data(), values.data(), &count, &opts);
-  if (err && errno != ENOENT) throw SystemError("cannot read a policy map", errno);
+// The entries of an array map that `keep` accepts, read a batch at a time
+// rather than one syscall each. Pair-indexed arrays hold millions of
+// entries, nearly all empty: fixed buffers, and only kept ones are copied.
+template <typename V, typename Keep>
+std::vector<std::pair<uint32_t, V>> array_entries(int fd, Keep keep) {
+  constexpr uint32_t kBatch = 4096;
+  std::vector<uint32_t> keys(kBatch);
+  std::vector<V> values(kBatch);
   std::vector<std::pair<uint32_t, V>> out;
-  for (uint32_t i = 0; i < count; i++) out.emplace_back(keys[i], values[i]);
-  return out;
+  uint32_t in_batch = 0, out_batch = 0;
+  for (bool first = true;; first = false) {
+    uint32_t count = kBatch;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch, keys.data(), values.data(), &count,
+                                   &opts);
+    if (err && errno != ENOENT) throw SystemError("cannot read a policy map", errno);
+    for (uint32_t i = 0; i < count; i++)
+      if (keep(values[i])) out.emplace_back(keys[i], values[i]);
+    if (err || count == 0) return out;  // ENOENT: past the last entry
+    in_batch = out_batch;
+  }
 }
 
 template <typename V>
-std::vector<std::pair<uint32_t, V>> named_entries(int fd, uint32_t max_entries) {
-  auto all = array_entries<V>(fd, max_entries);
-  std::erase_if(all, [](const auto& e) { return e.second.name[0] == 0; });
-  return all;
+std::vector<std::pair<uint32_t, V>> named_entries(int fd) {
+  return array_entries<V>(fd, [](const V& v) { return v.name[0] != 0; });
 }
 
 // A flat two-slot policy array (SLOT_ARRAY in bpf/maps.h) of V, `slot_entries`
@@ -92,12 +99,9 @@ policy::SlotContents PolicyStore::read_slot(uint32_t slot) const {
   }
   c.services = SlotArray<sl_service>(dp_.map_fd(dp_.skel()->maps.pol_services), SL_MAX_SERVICES, "pol_services")
                    .named_entries(slot);
-  if (Fd fd = inner(PolicyMap::Tenants))
-    c.tenants = named_entries<sl_tenant>(fd.get(), dp_.inner_spec(PolicyMap::Tenants).max_entries);
-  if (Fd fd = inner(PolicyMap::Limits)) {
-    c.limits = array_entries<sl_rate>(fd.get(), dp_.inner_spec(PolicyMap::Limits).max_entries);
-    std::erase_if(c.limits, [](const auto& e) { return e.second.interval_ns == 0; });
-  }
+  if (Fd fd = inner(PolicyMap::Tenants)) c.tenants = named_entries<sl_tenant>(fd.get());
+  if (Fd fd = inner(PolicyMap::Limits))
+    c.limits = array_entries<sl_rate>(fd.get(), [](const sl_rate& r) { return r.interval_ns != 0; });
   if (Fd fd = inner(PolicyMap::SvcAddr)) c.svc_addr = map_entries<sl_addr_key, sl_addr_service>(fd.get());
   if (Fd fd = inner(PolicyMap::SrcV4)) c.src_v4 = map_entries<sl_lpm_v4_key, sl_source_class>(fd.get());
   if (Fd fd = inner(PolicyMap::SrcV6)) c.src_v6 = map_entries<sl_lpm_v6_key, sl_source_class>(fd.get());
