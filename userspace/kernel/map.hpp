@@ -119,30 +119,42 @@ std::vector<V> percpu_lookup(int fd, const K& key) {
   return values;
 }
 
-// Every entry of a per-CPU array with an index below `end`, a batch at a
-// time (one syscall per 1024 entries, not one each): visit(index, values)
-// gets one value per possible CPU.
+// Every entry of an array map with an index below `end`, a batch of 1024
+// at a time rather than a syscall each (pair-indexed arrays hold millions
+// of entries): visit(index, values) gets `values_per_entry` values.
 template <typename V, typename Visit>
-void percpu_array_scan(int fd, uint32_t end, Visit visit) {
-  static_assert(sizeof(V) % 8 == 0, "per-CPU values must be 8-byte multiples");
+void scan_array_batches(int fd, size_t values_per_entry, uint32_t end, Visit visit) {
   constexpr uint32_t kBatch = 1024;
-  const size_t cpus = possible_cpus();
   std::vector<uint32_t> keys(kBatch);
-  std::vector<V> values(kBatch * cpus);
+  std::vector<V> values(kBatch * values_per_entry);
   uint32_t in_batch = 0, out_batch = 0;
   for (bool first = true;; first = false) {
     uint32_t count = kBatch;
     LIBBPF_OPTS(bpf_map_batch_opts, opts);
     int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch, keys.data(), values.data(), &count,
                                    &opts);
-    if (err && errno != ENOENT) throw SystemError("cannot read a per-CPU map", errno);
+    if (err && errno != ENOENT) throw SystemError("cannot read a map", errno);
     for (uint32_t i = 0; i < count; i++) {
       if (keys[i] >= end) return;
-      visit(keys[i], std::span<const V>(values.data() + i * cpus, cpus));
+      visit(keys[i], std::span<const V>(values.data() + i * values_per_entry, values_per_entry));
     }
     if (err || count == 0) return;  // ENOENT: past the last entry
     in_batch = out_batch;
   }
+}
+
+// visit(index, value) for every entry of an array map below `end`.
+template <typename V, typename Visit>
+void array_scan(int fd, uint32_t end, Visit visit) {
+  scan_array_batches<V>(fd, 1, end, [&](uint32_t index, std::span<const V> value) { visit(index, value[0]); });
+}
+
+// visit(index, values) for every entry of a per-CPU array below `end`, with
+// one value per possible CPU.
+template <typename V, typename Visit>
+void percpu_array_scan(int fd, uint32_t end, Visit visit) {
+  static_assert(sizeof(V) % 8 == 0, "per-CPU values must be 8-byte multiples");
+  scan_array_batches<V>(fd, possible_cpus(), end, visit);
 }
 
 }  // namespace sluice::kernel

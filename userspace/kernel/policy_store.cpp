@@ -18,27 +18,14 @@ Fd open_inner(int outer_fd, uint32_t slot) {
   return Fd(bpf_map_get_fd_by_id(id));
 }
 
-// The entries of an array map that `keep` accepts, read a batch at a time
-// rather than one syscall each. Pair-indexed arrays hold millions of
-// entries, nearly all empty: fixed buffers, and only kept ones are copied.
+// The entries of an array map that `keep` accepts.
 template <typename V, typename Keep>
 std::vector<std::pair<uint32_t, V>> array_entries(int fd, Keep keep) {
-  constexpr uint32_t kBatch = 4096;
-  std::vector<uint32_t> keys(kBatch);
-  std::vector<V> values(kBatch);
   std::vector<std::pair<uint32_t, V>> out;
-  uint32_t in_batch = 0, out_batch = 0;
-  for (bool first = true;; first = false) {
-    uint32_t count = kBatch;
-    LIBBPF_OPTS(bpf_map_batch_opts, opts);
-    int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch, keys.data(), values.data(), &count,
-                                   &opts);
-    if (err && errno != ENOENT) throw SystemError("cannot read a policy map", errno);
-    for (uint32_t i = 0; i < count; i++)
-      if (keep(values[i])) out.emplace_back(keys[i], values[i]);
-    if (err || count == 0) return out;  // ENOENT: past the last entry
-    in_batch = out_batch;
-  }
+  array_scan<V>(fd, UINT32_MAX, [&](uint32_t index, const V& value) {
+    if (keep(value)) out.emplace_back(index, value);
+  });
+  return out;
 }
 
 template <typename V>
