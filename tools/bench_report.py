@@ -296,6 +296,15 @@ def packet_cost_section(sec):
     return out
 
 
+def controller_cost_section(sec):
+    out = ["## 5. Controller cost (`controller_cost`)", "", "Method: " + sec.get("method", ""), ""]
+    rows = [["policy", f"{sec['services']} services × {sec['tenants']:,} tenants"],
+            ["CPU time of `sluice run`, share of one core", f"{100 * sec['cpu_share_of_one_core']:.1f}%"],
+            ["making the maps and applying that policy", f"{sec['policy_apply_s']:.2f} s"]]
+    out.append(table(["", ""], rows))
+    return out
+
+
 def shed_table(rows):
     body = []
     for r in rows:
@@ -708,7 +717,10 @@ def render(a, meta, results, plotter):
     if "overload" in results and "curves" in results["overload"]:
         out += overload_section(results["overload"], plotter)
 
-    other = [k for k in results if k not in ("packet_cost", "shed_rate", "syn_flood", "overload")]
+    if "controller_cost" in results and "cpu_share_of_one_core" in results["controller_cost"]:
+        out += controller_cost_section(results["controller_cost"]) + [""]
+
+    other = [k for k in results if k not in ("packet_cost", "shed_rate", "syn_flood", "overload", "controller_cost")]
     for k in other:
         # A benchmark this script has no layout for: its method, its scalar values, the rest as JSON.
         sec = results[k]
