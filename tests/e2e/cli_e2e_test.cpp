@@ -774,6 +774,7 @@ TEST_F(SluiceE2E, BadPolicyFilesAndCommandsAreRejectedAndChangeNothing)
         {{"service", "delete", "web"}, "unknown command 'delete'; did you mean 'del'?"},
         {{"tenant", "lsit"}, "did you mean 'list'?"},
         {{"service", "del", "wbe"}, "no service named 'wbe'; did you mean 'web'?"},
+        {{"limit", "del", "web", "defualt"}, "no tenant named 'defualt'; did you mean 'default'?"},
     };
     for (const auto& c : commands) {
         SCOPED_TRACE(join(c.args));

@@ -371,7 +371,11 @@ void add_limit_commands(CLI::App& app, GlobalOptions& g) {
     change_policy(g, [&](Policy& p) {
       size_t removed =
           std::erase_if(p.limits, [&](const Limit& l) { return l.service == service && l.tenant == tenant; });
-      if (!removed) throw UsageError("no limit for service '" + service + "' and tenant '" + tenant + "' (see: sluice limit list)");
+      if (removed) return;
+      if (!p.find_service(service)) throw UsageError(p.no_service_named(service) + " (see: sluice limit list)");
+      if (tenant != kDefaultTenant && !p.find_tenant(tenant))
+        throw UsageError(p.no_tenant_named(tenant, true) + " (see: sluice limit list)");
+      throw UsageError("no limit for service '" + service + "' and tenant '" + tenant + "' (see: sluice limit list)");
     });
     std::cout << "limit " << service << "/" << tenant << " deleted\n";
   });
