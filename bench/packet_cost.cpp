@@ -112,9 +112,9 @@ void packet_cost(Report& report, const Options& opt) {
                              .flags(tcp_flag::ACK | tcp_flag::PSH).payload("HTTP/1.1 200 OK\r\n\r\n").build();
   // Shed by the adaptive limit: a live controller allows one request in
   // flight, and one admitted SYN (another source port) holds it. Every SYN
-  // after it is refused in the complete judge (tail call, precise clock,
-  // control values), the path of a flood against a service `sluice run`
-  // governs. The heartbeat is renewed before each measurement.
+  // after it is refused in the complete judge (tail call, the controller's
+  // liveness, control values), the path of a flood against a service
+  // `sluice run` governs. The heartbeat is renewed before each measurement.
   test::XdpTester adaptive(realistic(observed), false);
   sl_control one_in_flight{};
   for (auto& limit : one_in_flight.max_inflight) limit = 1;
