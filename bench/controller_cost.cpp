@@ -113,8 +113,9 @@ void controller_cost(Report& report, const Options& opt) {
   }
   double share = (cpu1 - cpu0) / wall;
   Json& out = report.section("controller_cost");
-  out["method"] = "sluice run (tick 100 ms) on maps of its own (a private pin directory) with " + std::to_string(services) + " governed services (BBR + breakers) and " +
-                  std::to_string(tenants) + " tenants; CPU time (utime+stime from /proc/PID/stat) over " +
+  out["method"] = "sluice run (tick 100 ms) on maps of its own (a private pin directory) with " +
+                  std::to_string(services) + " governed services (BBR + breakers) and " + std::to_string(tenants) +
+                  " tenants; CPU time (utime+stime from /proc/PID/stat) over " +
                   std::to_string(measure_s) + " s after a 3 s warm-up, divided by wall time";
   out["services"] = services;
   out["tenants"] = tenants;

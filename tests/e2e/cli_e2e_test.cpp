@@ -926,7 +926,8 @@ TEST_F(SluiceE2E, ApplyOnAFreshHostMakesTheMapsWithTheFilesSizes)
     file << "[maps]\nmax_services = " << kMaxServices << "\nmax_tenants = " << kMaxTenants << "\n\n"
          << "[[service]]\nname = \"web\"\nport = 8080\nrate = \"100/s\"\n\n";
     for (int i = 0; i < kTenants; i++)
-        file << "[[tenant]]\nname = \"t" << i << "\"\nprefixes = [\"198.19." << i / 256 << "." << i % 256 << "/32\"]\n\n";
+        file << "[[tenant]]\nname = \"t" << i << "\"\nprefixes = [\"198.19." << i / 256 << "." << i % 256
+             << "/32\"]\n\n";
     std::string path = cli_.scratch().write("big.toml", file.str());
     cli_.must({"apply", "-f", path});
     json st = cli_.json({"status", "--json"});

@@ -285,7 +285,8 @@ void add_tenant_commands(CLI::App& app, GlobalOptions& g) {
     for (const auto& text : a->prefixes) parsed.push_back(Cidr::parse(text));
     change_policy(g, [&](Policy& p) {
       auto it = std::find_if(p.tenants.begin(), p.tenants.end(), [&](const Tenant& t) { return t.name == name; });
-      if (it == p.tenants.end()) throw UsageError(p.no_tenant_named(name, false) + " (see: sluice tenant list)");
+      if (it == p.tenants.end())
+        throw UsageError(p.no_tenant_named(name, /*implicit_default=*/false) + " (see: sluice tenant list)");
       if (!parsed.empty()) {
         for (const auto& c : parsed) {
           auto pos = std::find(it->prefixes.begin(), it->prefixes.end(), c);
@@ -356,7 +357,7 @@ void add_limit_commands(CLI::App& app, GlobalOptions& g) {
     change_policy(g, [&](Policy& p) {
       if (!p.find_service(service)) throw UsageError(p.no_service_named(service) + " (see: sluice service list)");
       if (tenant != kDefaultTenant && !p.find_tenant(tenant))
-        throw UsageError(p.no_tenant_named(tenant, true) + " (see: sluice tenant list)");
+        throw UsageError(p.no_tenant_named(tenant, /*implicit_default=*/true) + " (see: sluice tenant list)");
       std::erase_if(p.limits, [&](const Limit& l) { return l.service == service && l.tenant == tenant; });
       p.limits.push_back(Limit{service, tenant, r, b});
     });
@@ -374,7 +375,7 @@ void add_limit_commands(CLI::App& app, GlobalOptions& g) {
       if (removed) return;
       if (!p.find_service(service)) throw UsageError(p.no_service_named(service) + " (see: sluice limit list)");
       if (tenant != kDefaultTenant && !p.find_tenant(tenant))
-        throw UsageError(p.no_tenant_named(tenant, true) + " (see: sluice limit list)");
+        throw UsageError(p.no_tenant_named(tenant, /*implicit_default=*/true) + " (see: sluice limit list)");
       throw UsageError("no limit for service '" + service + "' and tenant '" + tenant + "' (see: sluice limit list)");
     });
     std::cout << "limit " << service << "/" << tenant << " deleted\n";

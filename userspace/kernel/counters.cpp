@@ -57,8 +57,8 @@ CounterSnapshot read_counters(const DataPath& dp, const policy::IdAssignment& id
       });
   // By service name, then tenant name, as the policy lists them.
   std::sort(snap.pairs.begin(), snap.pairs.end(), [&](const PairCounters& a, const PairCounters& b) {
-    return std::tie(service_name[a.service_id], tenant_name[a.tenant_id]) <
-           std::tie(service_name[b.service_id], tenant_name[b.tenant_id]);
+    return std::tie(service_name.at(a.service_id), tenant_name.at(a.tenant_id)) <
+           std::tie(service_name.at(b.service_id), tenant_name.at(b.tenant_id));
   });
   for (const auto& [service, _] : service_name) snap.services[service] = read_service_counters(dp, service);
 

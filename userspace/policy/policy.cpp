@@ -208,7 +208,7 @@ void validate(const Policy& p) {
     if (!p.find_service(l.service))
       throw PolicyError("limit", item, "service", p.no_service_named(l.service));
     if (l.tenant != kDefaultTenant && !p.find_tenant(l.tenant))
-      throw PolicyError("limit", item, "tenant", p.no_tenant_named(l.tenant, true));
+      throw PolicyError("limit", item, "tenant", p.no_tenant_named(l.tenant, /*implicit_default=*/true));
     if (!l.rate.is_set()) throw PolicyError("limit", item, "rate", "a limit needs a rate");
     check_rate("limit", item, "rate", l.rate, l.burst);
     if (!pairs.emplace(l.service, l.tenant).second) throw PolicyError("limit", item, "service", "defined twice");

@@ -124,7 +124,8 @@ class TableReader {
     for (const auto& [key, node] : table_) {
       std::string field(key.str());
       if (known_.count(field)) continue;
-      fail(line_of(node), "unknown field '" + field + "'" + did_you_mean(one_typo_from(field, {known_.begin(), known_.end()})));
+      std::string meant = one_typo_from(field, {known_.begin(), known_.end()});
+      fail(line_of(node), "unknown field '" + field + "'" + did_you_mean(meant));
     }
   }
 
