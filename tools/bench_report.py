@@ -277,10 +277,17 @@ def target_rows(results):
 def target_context(t):
     """What bounds a target on this machine, where the run recorded it."""
     ref = t.get("reference")
-    if ref:
-        return f"`{ref['case']}` (reads the headers, drops): {num(ref['ratio'], 3)}"
+    cost = ""
     if "ns" in t and "bare_ns" in t:
-        return f"{num(t['ns'], 1)} ns vs bare {num(t['bare_ns'], 1)} ns: +{num(t['ns'] - t['bare_ns'], 1)} ns"
+        cost = f"{num(t['ns'], 1)} ns vs bare {num(t['bare_ns'], 1)} ns: +{num(t['ns'] - t['bare_ns'], 1)} ns"
+    if ref:
+        what = ref.get("what", "reads the headers, drops")  # older results name only the shed-rate reference
+        text = f"`{ref['case']}` ({what}): {num(ref['ratio'], 3)}"
+        if cost and "ns" in ref:
+            text += f" ({num(ref['ns'], 1)} ns); sluice {cost}"
+        return text
+    if cost:
+        return cost
     by_second = t.get("by_second") or []
     later = [x for x in by_second[1:] if x is not None]
     if by_second and by_second[0] is not None and later:
@@ -293,6 +300,22 @@ def packet_cost_section(sec):
     out = ["## 1. Per-packet cost (`packet_cost`)", "", sec.get("method", ""), ""]
     rows = [[f"`{r['case']}`", r["what"], num(r["ns"], 1), num(r["ratio"], 2)] for r in sec.get("rows", [])]
     out.append(table(["case", "what", "ns per packet (median)", "× bare XDP_DROP"], rows))
+    ns = {r["case"]: r["ns"] for r in sec.get("rows", [])}
+    if all(k in ns for k in ("bare_xdp_drop", "admitted", "shed", "least_work_admitted", "least_work_shed")):
+        bare = ns["bare_xdp_drop"]
+        out += ["",
+                f"- The yardsticks `least_work_shed` and `least_work_admitted` run bpf/least_work.bpf.c on the maps "
+                f"of the same data paths, with the same policy and the same frame: it counts the packet, reads the "
+                f"policy root, walks the source table, reads the port entry, counts the pair's verdict and runs the "
+                f"GCRA on the pair's bucket, and does nothing else. It cost {num(ns['least_work_shed'] / bare, 2)}× "
+                f"and {num(ns['least_work_admitted'] / bare, 2)}× the bare drop (shed, admitted), where the targets "
+                f"ask 2.0× and 2.5× of sluice: here a bare drop costs only {num(bare, 1)} ns, so the work itself "
+                f"takes more than the targets leave.",
+                f"- sluice took {num(ns['shed'] - ns['least_work_shed'], 1)} ns more than the yardstick to shed and "
+                f"{num(ns['admitted'] - ns['least_work_admitted'], 1)} ns more to admit: the price of what the "
+                f"yardstick leaves out (VLAN tags, IPv6, IP options and fragments, the hand-over to the complete "
+                f"judge, per-source and per-tenant rates, deny counters, the tests' switches for trace records "
+                f"and an injected clock)."]
     return out
 
 
@@ -640,10 +663,11 @@ def render(a, meta, results, plotter):
             "Issue 4 sets the overload targets at 10× for sluice adaptive (BBR); the rows of the other "
             "protections are there to compare. *On this machine*: for the shed-rate and SYN targets, the same "
             "ratio for a program that only reads the headers and drops, in the same rounds: roughly the ceiling "
-            "of any XDP filter that looks at the packet; for the per-packet targets, the nanoseconds behind the "
-            "ratio" + ("; for the p99 targets, the same ratio in the first second of the load (a limit learned "
-                       "from nothing shows there) and in the seconds after"
-                       if any(t.get("by_second") for _, t in each_target(results)) else "") + ".", ""]
+            "of any XDP filter that looks at the packet; for the per-packet targets, the same ratio for a program "
+            "that does only the work of that path, on the same maps (bpf/least_work.bpf.c), and the nanoseconds "
+            "behind the ratio" + ("; for the p99 targets, the same ratio in the first second of the load (a "
+                                  "limit learned from nothing shows there) and in the seconds after"
+                                  if any(t.get("by_second") for _, t in each_target(results)) else "") + ".", ""]
 
     out += ["## Machine", "",
             *machine_lines(m),
