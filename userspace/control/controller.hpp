@@ -71,6 +71,7 @@ class Controller {
   void write_heartbeat(uint64_t now_ns);
   void reconcile(uint64_t now_ns);
   void lift(uint32_t service_id);
+  uint32_t governed_id_end() const;
 
   kernel::DataPath& dp_;
   ControllerOptions options_;

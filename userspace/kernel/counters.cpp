@@ -4,6 +4,7 @@
 #include <ctime>
 #include <iterator>
 #include <map>
+#include <span>
 #include <string>
 #include <tuple>
 
@@ -18,15 +19,31 @@ uint64_t monotonic_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-sl_service_counters read_service_counters(const DataPath& dp, uint32_t service_id) {
+namespace {
+
+sl_service_counters sum_over_cpus(std::span<const sl_service_counters> cpus) {
   sl_service_counters sum{};
-  for (const auto& cpu :
-       percpu_lookup<uint32_t, sl_service_counters>(dp.map_fd(dp.skel()->maps.service_stats), service_id))
+  for (const auto& cpu : cpus)
     for (int r = 0; r < SL_R__COUNT; r++) {
       sum.shed[r] += cpu.shed[r];
       sum.would_shed[r] += cpu.would_shed[r];
     }
   return sum;
+}
+
+}  // namespace
+
+sl_service_counters read_service_counters(const DataPath& dp, uint32_t service_id) {
+  return sum_over_cpus(
+      percpu_lookup<uint32_t, sl_service_counters>(dp.map_fd(dp.skel()->maps.service_stats), service_id));
+}
+
+std::vector<sl_service_counters> read_service_counters_below(const DataPath& dp, uint32_t end) {
+  std::vector<sl_service_counters> out(end);
+  percpu_array_scan<sl_service_counters>(
+      dp.map_fd(dp.skel()->maps.service_stats), end,
+      [&](uint32_t id, std::span<const sl_service_counters> cpus) { out[id] = sum_over_cpus(cpus); });
+  return out;
 }
 
 CounterSnapshot read_counters(const DataPath& dp, const policy::IdAssignment& ids) {

@@ -27,6 +27,8 @@ struct CounterSnapshot {
 
 // One service's totals over all its tenants.
 sl_service_counters read_service_counters(const DataPath& dp, uint32_t service_id);
+// The same for every service id below `end`, indexed by id, in batched reads.
+std::vector<sl_service_counters> read_service_counters_below(const DataPath& dp, uint32_t end);
 
 // Reads the counters of the running policy's services, tenants and deny rules.
 CounterSnapshot read_counters(const DataPath& dp, const policy::IdAssignment& ids);

@@ -61,6 +61,17 @@ void map_update(int fd, const K& key, const V& value, const char* what, uint64_t
   if (bpf_map_update_elem(fd, &key, &value, flags) != 0) throw SystemError(std::string("cannot update ") + what, errno);
 }
 
+// Entries keys[i] = values[i], all in one syscall (BPF_MAP_UPDATE_BATCH).
+template <typename K, typename V>
+void map_update_batch(int fd, const std::vector<K>& keys, const std::vector<V>& values, const char* what) {
+  if (keys.size() != values.size()) throw SystemError(std::string("cannot update ") + what, EINVAL);
+  if (keys.empty()) return;
+  auto count = static_cast<uint32_t>(keys.size());
+  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+  if (bpf_map_update_batch(fd, keys.data(), values.data(), &count, &opts) != 0)
+    throw SystemError(std::string("cannot update ") + what, errno);
+}
+
 // A BPF_F_MMAPABLE array mapped into this process, read and written in
 // place: entry i lies at i * stride, the value size rounded up to 8 bytes as
 // the kernel lays it out.

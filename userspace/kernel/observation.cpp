@@ -2,6 +2,7 @@
 
 #include "kernel/map.hpp"
 
+#include <span>
 #include <vector>
 #include "sluice.skel.h"
 
@@ -16,17 +17,38 @@ static_assert(sizeof(sl_obs_counters) % sizeof(uint64_t) == 0);
 uint64_t* fields(sl_obs_counters& c) { return reinterpret_cast<uint64_t*>(&c); }
 const uint64_t* fields(const sl_obs_counters& c) { return reinterpret_cast<const uint64_t*>(&c); }
 
+sl_obs_counters sum_over_cpus(std::span<const sl_obs_counters> cpus) {
+  sl_obs_counters sum{};
+  for (const auto& cpu : cpus)
+    for (size_t i = 0; i < kFields; i++) fields(sum)[i] += fields(cpu)[i];
+  return sum;
+}
+
+void take_shared(Observation& o, const sl_obs_shared& shared) {
+  o.inflight = shared.inflight;
+  o.probes_admitted = shared.probes_admitted;
+}
+
 }  // namespace
 
 Observation read_observation(const DataPath& dp, uint32_t service_id) {
   Observation o;
-  for (const auto& cpu : percpu_lookup<uint32_t, sl_obs_counters>(dp.map_fd(dp.skel()->maps.obs_stats), service_id))
-    for (size_t i = 0; i < kFields; i++) fields(o.counters)[i] += fields(cpu)[i];
-  if (auto shared = map_lookup<uint32_t, sl_obs_shared>(dp.map_fd(dp.skel()->maps.obs_shared), service_id)) {
-    o.inflight = shared->inflight;
-    o.probes_admitted = shared->probes_admitted;
-  }
+  o.counters = sum_over_cpus(
+      percpu_lookup<uint32_t, sl_obs_counters>(dp.map_fd(dp.skel()->maps.obs_stats), service_id));
+  if (auto shared = map_lookup<uint32_t, sl_obs_shared>(dp.map_fd(dp.skel()->maps.obs_shared), service_id))
+    take_shared(o, *shared);
   return o;
+}
+
+std::vector<Observation> read_observations(const DataPath& dp, uint32_t end) {
+  std::vector<Observation> out(end);
+  percpu_array_scan<sl_obs_counters>(dp.map_fd(dp.skel()->maps.obs_stats), end,
+                                     [&](uint32_t id, std::span<const sl_obs_counters> cpus) {
+                                       out[id].counters = sum_over_cpus(cpus);
+                                     });
+  array_scan<sl_obs_shared>(dp.map_fd(dp.skel()->maps.obs_shared), end,
+                            [&](uint32_t id, const sl_obs_shared& shared) { take_shared(out[id], shared); });
+  return out;
 }
 
 std::map<uint32_t, int64_t> live_flows(const DataPath& dp, uint64_t now_ns, uint64_t reservation_ttl_ns) {

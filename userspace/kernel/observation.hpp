@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <map>
+#include <vector>
 
 #include "kernel/datapath.hpp"
 #include "sluice/abi.h"
@@ -16,6 +17,8 @@ struct Observation {
 };
 
 Observation read_observation(const DataPath& dp, uint32_t service_id);
+// The same for every service id below `end`, indexed by id, in batched reads.
+std::vector<Observation> read_observations(const DataPath& dp, uint32_t end);
 
 // a - b, counter by counter (in-flight and probes are levels: a's are kept).
 Observation minus(const Observation& a, const Observation& b);
