@@ -104,11 +104,13 @@ void Controller::sample_cpu(uint64_t now_ns) {
 void Controller::reconcile(uint64_t now_ns) {
   if (now_ns < next_reconcile_ns_ || services_.empty()) return;
   next_reconcile_ns_ = now_ns + options_.reconcile_every_ns;
-  std::vector<kernel::Observation> before = kernel::read_observations(dp_, governed_id_end());
+  uint32_t end = governed_id_end();
+  std::vector<kernel::Observation> before = kernel::read_observations(dp_, end);
   std::map<uint32_t, int64_t> live = kernel::live_flows(dp_, now_ns, options_.reservation_ttl_ns);
-  std::vector<kernel::Observation> after = kernel::read_observations(dp_, governed_id_end());
+  std::vector<kernel::Observation> after = kernel::read_observations(dp_, end);
   for (auto& [name, g] : services_) {
-    int64_t leaked = std::max<int64_t>(0, std::min(before.at(g.id).inflight, after.at(g.id).inflight) - live[g.id]);
+    int64_t held = std::min(before.at(g.id).inflight, after.at(g.id).inflight);
+    int64_t leaked = std::max<int64_t>(0, held - live[g.id]);
     if (leaked != g.inflight_bias && (leaked > 0 || g.inflight_bias > 0))
       log_(name + ": " + std::to_string(leaked) + " in-flight slots held by no live flow (evicted or abandoned)");
     g.inflight_bias = leaked;
@@ -140,9 +142,9 @@ void Controller::tick(uint64_t now_ns) {
   // syscalls were most of the controller's CPU (bench/controller_cost).
   std::vector<kernel::Observation> observed;
   std::vector<sl_service_counters> shed_counters;
-  if (!services_.empty()) {
-    observed = kernel::read_observations(dp_, governed_id_end());
-    shed_counters = kernel::read_service_counters_below(dp_, governed_id_end());
+  if (uint32_t end = governed_id_end(); end > 0) {
+    observed = kernel::read_observations(dp_, end);
+    shed_counters = kernel::read_service_counters_below(dp_, end);
   }
   std::vector<uint32_t> ids;
   std::vector<sl_control> controls;
