@@ -308,7 +308,7 @@ def packet_cost_section(sec):
             verdict = (f"here a bare drop costs only {num(bare, 1)} ns, so the work itself takes more than the "
                        f"targets leave")
         else:
-            verdict = "so the work itself fits within at least one of them here"
+            verdict = "the work itself fits within at least one of them here"
         out += ["",
                 f"- The yardsticks `least_work_shed` and `least_work_admitted` run bpf/least_work.bpf.c on the maps "
                 f"of the same data paths, with the same policy and the same frame: it counts the packet, reads the "
