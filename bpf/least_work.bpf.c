@@ -8,7 +8,7 @@
  * GCRA on the pair's bucket. It does nothing else: untagged IPv4 without
  * options only, no fragments, no IPv6, no per-source or per-tenant rates, no
  * deny counters, no trace records, no hand-over to the complete judge.
- * Whatever it does not judge it passes, uncounted.
+ * Whatever it does not judge it passes with no verdict counted.
  *
  * What sluice's shed and admitted paths cost beyond this program is the
  * price of their generality; what this program costs beyond a bare drop is
