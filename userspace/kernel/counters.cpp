@@ -77,7 +77,9 @@ CounterSnapshot read_counters(const DataPath& dp, const policy::IdAssignment& id
     return std::tie(service_name.at(a.service_id), tenant_name.at(a.tenant_id)) <
            std::tie(service_name.at(b.service_id), tenant_name.at(b.tenant_id));
   });
-  for (const auto& [service, _] : service_name) snap.services[service] = read_service_counters(dp, service);
+  std::vector<sl_service_counters> services =
+      read_service_counters_below(dp, service_name.empty() ? 0 : service_name.rbegin()->first + 1);
+  for (const auto& [service, _] : service_name) snap.services[service] = services.at(service);
 
   uint32_t zero = 0;
   for (const sl_global_counters& cpu :
