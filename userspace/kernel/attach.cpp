@@ -55,11 +55,6 @@ class AttachedPrograms {
   xdp_multiprog* mp_ = nullptr;
 };
 
-std::string library_detail() {
-  std::string m = last_library_message();
-  return m.empty() ? "" : " (" + m + ")";
-}
-
 sl_attach_key attach_key(const std::string& netns, const std::string& ifname) {
   sl_attach_key key{};
   std::strncpy(key.netns, netns.c_str(), sizeof(key.netns) - 1);

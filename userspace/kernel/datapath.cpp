@@ -17,11 +17,6 @@ namespace sluice::kernel {
 
 namespace {
 
-std::string with_library_message(const std::string& what) {
-  std::string detail = last_library_message();
-  return detail.empty() ? what : what + " (" + detail + ")";
-}
-
 // "array, key 4 B, value 8 B, 1024 entries, flags 0x400"
 std::string map_shape(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t entries, uint32_t flags) {
   const char* name = libbpf_bpf_map_type_str(static_cast<bpf_map_type>(type));

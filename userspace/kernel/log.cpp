@@ -53,4 +53,11 @@ void clear_library_message() {
   g_last.clear();
 }
 
+std::string library_detail() {
+  std::string m = last_library_message();
+  return m.empty() ? "" : " (" + m + ")";
+}
+
+std::string with_library_message(const std::string& what) { return what + library_detail(); }
+
 }  // namespace sluice::kernel
