@@ -381,6 +381,17 @@ struct sl_flow {
 	__u8 reserved[7];
 };
 
+/* The flow census (bpf/flow_census.bpf.c): the controller fills in the
+ * inputs and zeroes `live`, runs the census, and reads `live` back. A flow
+ * is live while it holds an in-flight slot: a pending request, or a
+ * reservation younger than reservation_ttl_ns (older ones never became a
+ * request: a client that went away, or a spoofed SYN). */
+struct sl_flow_census {
+	__u64 now_ns;             /* CLOCK_MONOTONIC, as sl_flow.started_ns */
+	__u64 reservation_ttl_ns;
+	__u32 live[SL_MAX_SERVICES]; /* by service id */
+};
+
 /* obs_shared[service id]: shared counters changed with atomic adds. */
 struct sl_obs_shared {
 	__s64 inflight;        /* requests started and not yet ended */
@@ -517,6 +528,7 @@ SL_STATIC_ASSERT(sizeof(struct sl_control) == 40, "sl_control layout");
 SL_STATIC_ASSERT(sizeof(struct sl_bucket) == 8, "sl_bucket layout");
 SL_STATIC_ASSERT(sizeof(struct sl_flow_key) == 40, "sl_flow_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_flow) == 24, "sl_flow layout");
+SL_STATIC_ASSERT(sizeof(struct sl_flow_census) == 16 + 4 * SL_MAX_SERVICES, "sl_flow_census layout");
 SL_STATIC_ASSERT(sizeof(struct sl_obs_shared) == 16, "sl_obs_shared layout");
 SL_STATIC_ASSERT(sizeof(struct sl_obs_counters) == 8 * (7 + SL_HIST_BUCKETS), "sl_obs_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_source_key) == 24, "sl_source_key layout");

@@ -1,7 +1,8 @@
 // The controller's tick on a real data path's maps: it reads what the kernel
 // observed of every governed service and writes every control entry in
 // batches, so each value must land on its own service's id, and services it
-// does not govern must be left alone.
+// does not govern must be left alone. And the census of the flow table that
+// tells it which in-flight slots no flow holds any more.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 
 #include "../lib/xdp_tester.hpp"
 #include "control/controller.hpp"
+#include "kernel/flow_census.hpp"
 #include "kernel/map.hpp"
 #include "sluice.skel.h"
 
@@ -73,4 +75,49 @@ TEST(Controller, ReadsAndWritesEachGovernedServiceAtItsOwnId) {
   std::map<std::string, int64_t> inflight;
   for (const auto& r : ctl.reports()) inflight[r.name] = r.view.inflight;
   EXPECT_EQ(inflight, (std::map<std::string, int64_t>{{"dns", 2}, {"web", 0}}));
+}
+
+// A flow holds an in-flight slot while a request is pending, or while its
+// connection's reservation is younger than the TTL (a reservation made
+// after the controller read its clock included). Idle flows and older
+// reservations hold none.
+TEST(FlowCensus, CountsPendingRequestsAndFreshReservationsPerService) {
+  XdpTester t;
+  kernel::DataPath& dp = t.datapath();
+  int flows_fd = dp.map_fd(dp.skel()->maps.flows);
+  constexpr uint64_t kTtl = 2'000'000'000;
+  uint16_t next_port = 1;
+  auto add = [&](uint16_t service, sl_flow_state state, uint64_t started_ns) {
+    sl_flow_key key{};
+    key.client[15] = 1;
+    key.client_port = next_port++;
+    key.server_port = 80;
+    key.proto = 6;
+    sl_flow f{};
+    f.state = state;
+    f.service_id = service;
+    f.started_ns = started_ns;
+    kernel::map_update(flows_fd, key, f, "flows");
+  };
+  for (int i = 0; i < 3; i++) add(1, SL_FLOW_PENDING, kT0 - 10 * kTtl);  // pending however long
+  add(1, SL_FLOW_RESERVED, kT0 - kTtl + 1);   // fresh by 1 ns
+  add(1, SL_FLOW_RESERVED, kT0 + 5);          // reserved after the clock was read
+  add(1, SL_FLOW_RESERVED, kT0 - kTtl);       // exactly the TTL old: abandoned
+  add(1, SL_FLOW_RESERVED, kT0 - 3 * kTtl);   // abandoned
+  for (int i = 0; i < 4; i++) add(1, SL_FLOW_IDLE, kT0);
+  add(7, SL_FLOW_PENDING, kT0);
+  add(SL_MAX_SERVICES - 1, SL_FLOW_PENDING, kT0);
+
+  kernel::FlowCensus census(dp);
+  std::vector<uint32_t> live = census.live(kT0, kTtl);
+  ASSERT_EQ(live.size(), static_cast<size_t>(SL_MAX_SERVICES));
+  std::map<uint32_t, uint32_t> nonzero;
+  for (uint32_t id = 0; id < live.size(); id++)
+    if (live[id]) nonzero[id] = live[id];
+  EXPECT_EQ(nonzero, (std::map<uint32_t, uint32_t>{{1, 5}, {7, 1}, {SL_MAX_SERVICES - 1, 1}}));
+
+  // Each census starts from zero; later, the fresh reservations age out.
+  live = census.live(kT0 + kTtl, kTtl);
+  EXPECT_EQ(live[1], 4u);
+  EXPECT_EQ(live[7], 1u);
 }

@@ -16,6 +16,7 @@
 #include "control/cpu.hpp"
 #include "control/service_control.hpp"
 #include "kernel/datapath.hpp"
+#include "kernel/flow_census.hpp"
 #include "kernel/observation.hpp"
 #include "kernel/policy_store.hpp"
 
@@ -26,7 +27,10 @@ enum class CpuMode { Host, Psi };
 struct ControllerOptions {
   uint64_t tick_ns = 100'000'000;        // how often control values are recomputed
   uint64_t cpu_every_ns = 500'000'000;   // kratos samples CPU every 500 ms
-  uint64_t reconcile_every_ns = 1'000'000'000;  // in-flight leak checks
+  uint64_t reconcile_every_ns = 1'000'000'000;  // in-flight leak checks, at most this often
+  // ... and at most this share of a core: a census of a big flow table costs
+  // tens of milliseconds, so a big table is counted less often.
+  double reconcile_cpu_share = 0.005;
   uint64_t reservation_ttl_ns = 2'000'000'000;  // a SYN's slot without a request
   uint64_t inherit_within_ns = 10'000'000'000;  // a predecessor's limits are recent enough
   CpuMode cpu = CpuMode::Host;           // for services without a cgroup
@@ -74,6 +78,7 @@ class Controller {
   uint32_t governed_id_end() const;
 
   kernel::DataPath& dp_;
+  kernel::FlowCensus census_;
   ControllerOptions options_;
   LogLine log_;
   uint64_t epoch_ = UINT64_MAX;

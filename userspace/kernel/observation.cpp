@@ -51,35 +51,6 @@ std::vector<Observation> read_observations(const DataPath& dp, uint32_t end) {
   return out;
 }
 
-std::map<uint32_t, int64_t> live_flows(const DataPath& dp, uint64_t now_ns, uint64_t reservation_ttl_ns) {
-  std::map<uint32_t, int64_t> live;
-  int fd = dp.map_fd(dp.skel()->maps.flows);
-  constexpr uint32_t kBatch = 4096;
-  std::vector<sl_flow_key> keys(kBatch);
-  std::vector<sl_flow> values(kBatch);
-  sl_flow_key in_batch{}, out_batch{};
-  bool first = true;
-  while (true) {
-    uint32_t count = kBatch;
-    LIBBPF_OPTS(bpf_map_batch_opts, opts);
-    int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch, keys.data(), values.data(), &count,
-                                   &opts);
-    int saved = errno;
-    for (uint32_t i = 0; i < count; i++) {
-      const sl_flow& f = values[i];
-      bool fresh_reservation = f.state == SL_FLOW_RESERVED && now_ns - f.started_ns < reservation_ttl_ns;
-      if (f.state == SL_FLOW_PENDING || fresh_reservation) live[f.service_id]++;
-    }
-    if (err) {
-      if (saved == ENOENT) break;  // the end of the table
-      throw SystemError("cannot read the flow table", saved);
-    }
-    in_batch = out_batch;
-    first = false;
-  }
-  return live;
-}
-
 Observation minus(const Observation& a, const Observation& b) {
   Observation d = a;
   for (size_t i = 0; i < kFields; i++) fields(d.counters)[i] -= fields(b.counters)[i];
