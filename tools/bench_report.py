@@ -326,9 +326,13 @@ def packet_cost_section(sec):
 
 def controller_cost_section(sec):
     out = ["## 5. Controller cost (`controller_cost`)", "", "Method: " + sec.get("method", ""), ""]
-    rows = [["policy", f"{sec['services']} services × {sec['tenants']:,} tenants"],
-            ["CPU time of `sluice run`, share of one core", f"{100 * sec['cpu_share_of_one_core']:.1f}%"],
-            ["making the maps and applying that policy", f"{sec['policy_apply_s']:.2f} s"]]
+    rows = [["policy", f"{sec['services']} services × {sec['tenants']:,} tenants"]]
+    setup = "making the maps and applying that policy"
+    if "connections" in sec:
+        rows.append(["open connections in the flow table", f"{sec['connections']:,}"])
+        setup = "making the maps, applying that policy and opening the connections"
+    rows += [["CPU time of `sluice run`, share of one core", f"{100 * sec['cpu_share_of_one_core']:.1f}%"],
+             [setup, f"{sec['policy_apply_s']:.2f} s"]]
     out.append(table(["", ""], rows))
     return out
 
