@@ -77,6 +77,37 @@ TEST(Controller, ReadsAndWritesEachGovernedServiceAtItsOwnId) {
   EXPECT_EQ(inflight, (std::map<std::string, int64_t>{{"dns", 2}, {"web", 0}}));
 }
 
+// The census of the flow table runs once a second, or less often when it
+// would take more than its share of a core: with a share so small that even
+// an empty table's census exceeds it, a second leak is not counted a
+// second later, while with the default share it is.
+TEST(Controller, ReconcilesLessOftenWhenTheCensusWouldExceedItsShare) {
+  policy::Policy p;
+  p.services = {service("web", policy::Proto::Tcp, 80, true)};
+  for (double share : {0.005, 1e-9}) {
+    SCOPED_TRACE(share);
+    XdpTester t(p);
+    uint32_t web = t.running().ids.services.at("web");
+    kernel::DataPath& dp = t.datapath();
+    auto set_inflight = [&](int64_t inflight) {
+      kernel::map_update(dp.map_fd(dp.skel()->maps.obs_shared), web,
+                         sl_obs_shared{.inflight = inflight, .probes_admitted = 0}, "obs_shared");
+    };
+    auto bias = [&] {
+      return kernel::map_lookup<uint32_t, sl_control>(dp.map_fd(dp.skel()->maps.ctl_services), web)->inflight_bias;
+    };
+    control::ControllerOptions options;
+    options.reconcile_cpu_share = share;
+    control::Controller ctl(dp, options, [](const std::string&) {});
+    set_inflight(3);  // slots no flow holds
+    ctl.tick(kT0);
+    EXPECT_EQ(bias(), 3);
+    set_inflight(5);
+    ctl.tick(kT0 + options.reconcile_every_ns);
+    EXPECT_EQ(bias(), share < 1e-6 ? 3 : 5);
+  }
+}
+
 // A flow holds an in-flight slot while a request is pending, or while its
 // connection's reservation is younger than the TTL (a reservation made
 // after the controller read its clock included). Idle flows and older
