@@ -155,7 +155,8 @@ void controller_cost(Report& report, const Options& opt) {
   out["method"] = "sluice run (tick 100 ms) on maps of its own (a private pin directory) with " +
                   std::to_string(services) + " governed services (BBR + breakers) and " + std::to_string(tenants) +
                   " tenants, and " + std::to_string(connections) +
-                  " open connections in the flow table (one in ten with a request pending); CPU time (utime+stime from /proc/PID/stat) over " +
+                  " open connections in the flow table (one in ten with a request pending); CPU time "
+                  "(utime+stime from /proc/PID/stat) over " +
                   std::to_string(measure_s) + " s after a 3 s warm-up, divided by wall time";
   out["services"] = services;
   out["tenants"] = tenants;

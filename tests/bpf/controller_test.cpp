@@ -80,7 +80,8 @@ TEST(Controller, ReadsAndWritesEachGovernedServiceAtItsOwnId) {
 // The census of the flow table runs once a second, or less often when it
 // would take more than its share of a core: with a share so small that even
 // an empty table's census exceeds it, a second leak is not counted a
-// second later, while with the default share it is.
+// second later, while with the default share it is. The log says when the
+// interval stretches.
 TEST(Controller, ReconcilesLessOftenWhenTheCensusWouldExceedItsShare) {
   policy::Policy p;
   p.services = {service("web", policy::Proto::Tcp, 80, true)};
@@ -98,13 +99,15 @@ TEST(Controller, ReconcilesLessOftenWhenTheCensusWouldExceedItsShare) {
     };
     control::ControllerOptions options;
     options.reconcile_cpu_share = share;
-    control::Controller ctl(dp, options, [](const std::string&) {});
+    std::string log;
+    control::Controller ctl(dp, options, [&](const std::string& line) { log += line + "\n"; });
     set_inflight(3);  // slots no flow holds
     ctl.tick(kT0);
     EXPECT_EQ(bias(), 3);
     set_inflight(5);
     ctl.tick(kT0 + options.reconcile_every_ns);
     EXPECT_EQ(bias(), share < 1e-6 ? 3 : 5);
+    EXPECT_EQ(log.find("flow census:") != std::string::npos, share < 1e-6) << log;
   }
 }
 
