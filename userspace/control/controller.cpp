@@ -124,26 +124,32 @@ void Controller::reconcile(uint64_t now_ns) {
   std::vector<uint32_t> live = census_.live(now_ns, options_.reservation_ttl_ns);
   uint64_t census_cpu_ns = thread_cpu_ns() - cpu_before_ns;
   std::vector<kernel::Observation> after = kernel::read_observations(dp_, end);
-  auto within_share = static_cast<uint64_t>(static_cast<double>(census_cpu_ns) / options_.reconcile_cpu_share);
-  uint64_t every_ns = std::max(options_.reconcile_every_ns, within_share);
-  next_reconcile_ns_ = now_ns + every_ns;
-  // Say so when a big flow table stretches the interval (or it shrinks
-  // back), not at every small change.
-  uint64_t told = told_reconcile_every_ns_ ? told_reconcile_every_ns_ : options_.reconcile_every_ns;
-  if (every_ns >= 2 * told || 2 * every_ns <= told) {
-    char line[160];
-    std::snprintf(line, sizeof line, "flow census: %.1f ms of CPU; in-flight leaks are counted every %.1f s "
-                  "(at most %.1f%% of a core)", static_cast<double>(census_cpu_ns) / 1e6,
-                  static_cast<double>(every_ns) / 1e9, 100 * options_.reconcile_cpu_share);
-    log_(line);
-    told_reconcile_every_ns_ = every_ns;
-  }
+  schedule_reconcile(now_ns, census_cpu_ns);
   for (auto& [name, g] : services_) {
     int64_t held = std::min(before.at(g.id).inflight, after.at(g.id).inflight);
     int64_t leaked = std::max<int64_t>(0, held - static_cast<int64_t>(live.at(g.id)));
     if (leaked != g.inflight_bias && (leaked > 0 || g.inflight_bias > 0))
       log_(name + ": " + std::to_string(leaked) + " in-flight slots held by no live flow (evicted or abandoned)");
     g.inflight_bias = leaked;
+  }
+}
+
+// The next reconcile: a second on, or later if the census that just took
+// `census_cpu_ns` would otherwise exceed its share of a core. The log says
+// when the interval stretches (or shrinks back), not at every small change.
+void Controller::schedule_reconcile(uint64_t now_ns, uint64_t census_cpu_ns) {
+  auto within_share = static_cast<uint64_t>(static_cast<double>(census_cpu_ns) / options_.reconcile_cpu_share);
+  uint64_t every_ns = std::max(options_.reconcile_every_ns, within_share);
+  next_reconcile_ns_ = now_ns + every_ns;
+  uint64_t told = told_reconcile_every_ns_ ? told_reconcile_every_ns_ : options_.reconcile_every_ns;
+  if (every_ns >= 2 * told || 2 * every_ns <= told) {
+    char line[160];
+    std::snprintf(line, sizeof line,
+                  "flow census: %.1f ms of CPU; in-flight leaks are counted every %.1f s (at most %.1f%% of a core)",
+                  static_cast<double>(census_cpu_ns) / 1e6, static_cast<double>(every_ns) / 1e9,
+                  100 * options_.reconcile_cpu_share);
+    log_(line);
+    told_reconcile_every_ns_ = every_ns;
   }
 }
 

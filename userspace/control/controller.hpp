@@ -74,6 +74,7 @@ class Controller {
   void sample_cpu(uint64_t now_ns);
   void write_heartbeat(uint64_t now_ns);
   void reconcile(uint64_t now_ns);
+  void schedule_reconcile(uint64_t now_ns, uint64_t census_cpu_ns);
   void lift(uint32_t service_id);
   uint32_t governed_id_end() const;
 
