@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <thread>
 
 #include "kernel/counters.hpp"
@@ -14,19 +13,9 @@
 
 namespace sluice::control {
 
-namespace {
-
-// CPU time of the calling thread, kernel time included.
-uint64_t thread_cpu_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-}  // namespace
-
 Controller::Controller(kernel::DataPath& dp, ControllerOptions options, LogLine log)
-    : dp_(dp), census_(dp), options_(options), log_(std::move(log)) {
+    : dp_(dp), census_(dp), options_(options), log_(std::move(log)),
+      told_reconcile_every_ns_(options_.reconcile_every_ns) {
   shared_cpu_ = options_.cpu == CpuMode::Psi ? psi_cpu() : host_cpu();
 }
 
@@ -120,9 +109,10 @@ void Controller::reconcile(uint64_t now_ns) {
   if (now_ns < next_reconcile_ns_ || services_.empty()) return;
   uint32_t end = governed_id_end();
   std::vector<kernel::Observation> before = kernel::read_observations(dp_, end);
-  uint64_t cpu_before_ns = thread_cpu_ns();
+  // The census runs in this thread (a syscall): its CPU time is this thread's.
+  uint64_t cpu_before_ns = kernel::clock_ns(CLOCK_THREAD_CPUTIME_ID);
   std::vector<uint32_t> live = census_.live(now_ns, options_.reservation_ttl_ns);
-  uint64_t census_cpu_ns = thread_cpu_ns() - cpu_before_ns;
+  uint64_t census_cpu_ns = kernel::clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_before_ns;
   std::vector<kernel::Observation> after = kernel::read_observations(dp_, end);
   schedule_reconcile(now_ns, census_cpu_ns);
   for (auto& [name, g] : services_) {
@@ -141,8 +131,7 @@ void Controller::schedule_reconcile(uint64_t now_ns, uint64_t census_cpu_ns) {
   auto within_share = static_cast<uint64_t>(static_cast<double>(census_cpu_ns) / options_.reconcile_cpu_share);
   uint64_t every_ns = std::max(options_.reconcile_every_ns, within_share);
   next_reconcile_ns_ = now_ns + every_ns;
-  uint64_t told = told_reconcile_every_ns_ ? told_reconcile_every_ns_ : options_.reconcile_every_ns;
-  if (every_ns >= 2 * told || 2 * every_ns <= told) {
+  if (every_ns >= 2 * told_reconcile_every_ns_ || 2 * every_ns <= told_reconcile_every_ns_) {
     char line[160];
     std::snprintf(line, sizeof line,
                   "flow census: %.1f ms of CPU; in-flight leaks are counted every %.1f s (at most %.1f%% of a core)",

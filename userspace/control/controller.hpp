@@ -89,7 +89,7 @@ class Controller {
   int64_t shared_cpu_permille_ = -1;
   uint64_t next_cpu_ns_ = 0;
   uint64_t next_reconcile_ns_ = 0;
-  uint64_t told_reconcile_every_ns_ = 0;  // the census interval last logged
+  uint64_t told_reconcile_every_ns_;  // the census interval last logged (at first, the usual one)
   uint64_t ticks_ = 0;
   mutable std::mutex reports_mutex_;
   std::vector<ServiceReport> reports_;

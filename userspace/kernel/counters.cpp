@@ -13,11 +13,13 @@
 
 namespace sluice::kernel {
 
-uint64_t monotonic_ns() {
+uint64_t clock_ns(clockid_t clock) {
   timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(clock, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
+
+uint64_t monotonic_ns() { return clock_ns(CLOCK_MONOTONIC); }
 
 namespace {
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ctime>
 #include <map>
 #include <vector>
 
@@ -33,6 +34,9 @@ std::vector<sl_service_counters> read_service_counters_below(const DataPath& dp,
 // Reads the counters of the running policy's services, tenants and deny rules.
 CounterSnapshot read_counters(const DataPath& dp, const policy::IdAssignment& ids);
 
+// A clock's reading in nanoseconds; monotonic_ns() is CLOCK_MONOTONIC's,
+// the clock of the data path's timestamps.
+uint64_t clock_ns(clockid_t clock);
 uint64_t monotonic_ns();
 
 // Names of enum sl_reason and enum sl_global_counter values, for output.
