@@ -176,6 +176,20 @@ TEST(BbrKratos, MaxInFlightIsMaxPassTimesMinRt)
 	EXPECT_EQ(s.cpu_permille, 800);
 }
 
+// Forgetting the window (sluice's controller does when a service got
+// slower): what was measured no longer counts; what comes next does.
+TEST(BbrKratos, AForgottenWindowCountsOnlyWhatComesAfter)
+{
+	Bbr bbr(kratos_test_config());
+	fill_kratos_window(bbr, [](uint64_t i) { return (i + 2) * 100; });
+	bbr.forget_window();
+	EXPECT_EQ(bbr.max_pass(950 * kMs), 1u);
+	EXPECT_EQ(bbr.min_rt_ms(950 * kMs), 1u);
+	bbr.record(1000 * kMs, TickStats{.completed = 40, .rt_sum_us = 40 * 32'000, .rt_samples = 40});
+	EXPECT_EQ(bbr.max_pass(1100 * kMs), 40u);
+	EXPECT_EQ(bbr.min_rt_ms(1100 * kMs), 32u);
+}
+
 // An empty window: maxPass 1, minRT 1 -> floor(1 * 1 * 10 / 1000 + 0.5) = 0.
 TEST(BbrKratos, EmptyWindowGivesALimitOfZero)
 {

@@ -97,6 +97,9 @@ public:
 	// One completed request (kratos' done callback).
 	void on_complete(uint64_t now_ns, uint64_t rt_us);
 
+	// Forgets every bucket: what was measured no longer describes the service.
+	void forget_window() { window_.clear(); }
+
 	uint64_t max_pass(uint64_t now_ns) const;
 	uint64_t min_rt_ms(uint64_t now_ns) const;
 	// With the configured estimator, or a chosen one.

@@ -120,6 +120,39 @@ void ServiceController::split_levels(uint64_t learned, uint32_t (&out)[SL_LEVELS
 }
 
 /*
+ * A drain probe just ended; its last tick answered in `probe_rt_us_`. Well
+ * above the floor, the service itself may have got slower (a host short of CPU, a
+ * slower dependency) and what looked like a queue was not one: without
+ * following it, Little's law with a stale floor under-estimates every
+ * service that slowed down. But one slow probe may have met a hiccup; moving
+ * the floor on it would take the hiccup for the service's speed, and the
+ * queue the higher limit then admits would hide the mistake for a window.
+ * So a slow probe asks for another soon, and the second in a row moves the
+ * floor. The passes measured at the old speed go with it: times the new
+ * floor, they would count more in flight than the slower service holds.
+ */
+void ServiceController::learn_from_probe(uint64_t now_ns) {
+  auto floor_us = rt_floor_.min(now_ns);
+  if (!floor_us || probe_rt_us_ <= *floor_us * kQueueingEnter) {
+    slow_probe_rt_us_ = 0;
+    return;
+  }
+  if (!slow_probe_rt_us_ || now_ns > slow_probe_until_ns_) {
+    slow_probe_rt_us_ = probe_rt_us_;
+    slow_probe_until_ns_ = now_ns + 2 * kConfirmProbeNs;
+    next_probe_ns_ = std::min(next_probe_ns_, now_ns + kConfirmProbeNs);
+    return;
+  }
+  double slower_us = std::min(slow_probe_rt_us_, probe_rt_us_);
+  slow_probe_rt_us_ = 0;
+  rt_floor_.reset();
+  rt_floor_.add(now_ns, slower_us);
+  recent_rt_us_ = slower_us;
+  queueing_ = false;
+  bbr_->forget_window();
+}
+
+/*
  * BBR as sluice runs it. Little's law (maxPass x minRT) measures capacity
  * only while the service is saturated; below that it measures the current
  * concurrency, and a limit that always applies (--cpu-threshold 0) would
@@ -157,19 +190,10 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   double tick_rt = 0;
   if (ts.rt_samples) {
     tick_rt = static_cast<double>(ts.rt_sum_us) / static_cast<double>(ts.rt_samples);
-    // A probe drained the queue; if its last tick still answers well above
-    // the floor, the service itself got slower (a host short of CPU, a
-    // slower dependency), not queued: the floor follows, and what looked
-    // like a queue was not one. Without this, Little's law with a stale
-    // floor under-estimates every service that slowed down.
+    // A probe's last tick answers with the queue drained: what did it find?
     if (probing() && probe_ticks_left_ == 1) probe_rt_us_ = tick_rt;
     if (!probing() && probe_rt_us_) {
-      if (auto floor_us = rt_floor_.min(now_ns); floor_us && probe_rt_us_ > *floor_us * kQueueingEnter) {
-        rt_floor_.reset();
-        rt_floor_.add(now_ns, probe_rt_us_);
-        recent_rt_us_ = probe_rt_us_;
-        queueing_ = false;
-      }
+      learn_from_probe(now_ns);
       probe_rt_us_ = 0;
     }
     rt_floor_.add(now_ns, tick_rt);

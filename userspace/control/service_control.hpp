@@ -66,6 +66,11 @@ inline constexpr uint64_t kRtFloorWindows = 2;
 // time is measured again. Costs about 1% of goodput.
 inline constexpr uint64_t kFirstProbeNs = 1'000'000'000;
 inline constexpr int kProbeTicks = 2;
+// A probe that finds answers slow with the queue gone may have met a hiccup
+// (a descheduled server, a burst of host work) rather than a slower service:
+// the next probe comes this soon, and only two slow probes in a row move the
+// floor.
+inline constexpr uint64_t kConfirmProbeNs = 500'000'000;
 // Where the limit starts before anything is known: low enough that an
 // overload starting with the controller cannot queue deep, high enough not
 // to clip light traffic while it learns.
@@ -122,6 +127,7 @@ class ServiceController {
                           bool kernel_dropped);
   uint64_t bbr_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share, int64_t cpu, bool kernel_dropped);
   bool probing() const { return probe_ticks_left_ > 0; }
+  void learn_from_probe(uint64_t now_ns);
   void breaker_tick(uint64_t now_ns, const algo::TickStats& ts, const ServiceSample& s, sl_control& out,
                     const LogLine& log);
 
@@ -145,6 +151,8 @@ class ServiceController {
   int probe_ticks_left_ = 0;
   bool after_probe_ = false;  // the tick after a probe still shows its refusals
   double probe_rt_us_ = 0;    // the response time of a probe's last, drained tick
+  double slow_probe_rt_us_ = 0;      // a probe that found the service slower, awaiting the next
+  uint64_t slow_probe_until_ns_ = 0;  // the next probe must come before this to confirm it
   ServiceView view_;
 };
 
