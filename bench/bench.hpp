@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "kernel/counters.hpp"
+
 namespace sluice::bench {
 
 using Json = nlohmann::ordered_json;
@@ -37,7 +39,7 @@ class Report {
 
 double median(std::vector<double> v);
 void progress(const std::string& line);  // one line on stderr
-uint64_t now_ns();                       // CLOCK_MONOTONIC
+inline uint64_t now_ns() { return kernel::monotonic_ns(); }
 
 // The benchmarks.
 void packet_cost(Report& report, const Options& opt);
