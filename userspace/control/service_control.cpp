@@ -121,15 +121,16 @@ void ServiceController::split_levels(uint64_t learned, uint32_t (&out)[SL_LEVELS
 
 /*
  * A drain probe just ended; its last tick answered in `probe_rt_us_`. Well
- * above the floor, the service itself may have got slower (a host short of CPU, a
- * slower dependency) and what looked like a queue was not one: without
- * following it, Little's law with a stale floor under-estimates every
- * service that slowed down. But one slow probe may have met a hiccup; moving
- * the floor on it would take the hiccup for the service's speed, and the
- * queue the higher limit then admits would hide the mistake for a window.
- * So a slow probe asks for another soon, and the second in a row moves the
- * floor. The passes measured at the old speed go with it: times the new
- * floor, they would count more in flight than the slower service holds.
+ * above the floor, the service itself may have got slower (a host short of
+ * CPU, a slower dependency) and what looked like a queue was not one:
+ * without following it, Little's law with a stale floor under-estimates
+ * every service that slowed down. But one slow probe may have met a hiccup;
+ * moving the floor on it would take the hiccup for the service's speed, and
+ * the queue the higher limit then admits would hide the mistake for a
+ * window. So a slow probe asks for another soon, and the second in a row
+ * moves the floor. The passes measured at the old speed go with it: times
+ * the new floor, they would count more in flight than the slower service
+ * holds.
  */
 void ServiceController::learn_from_probe(uint64_t now_ns) {
   auto floor_us = rt_floor_.min(now_ns);
