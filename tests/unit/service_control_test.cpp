@@ -281,6 +281,7 @@ class ServerSim {
 // really took (a late tick models a stalled controller).
 struct LoopRun {
   std::vector<uint64_t> estimates;  // per tick
+  std::vector<std::string> log;     // what the controller logged
   uint64_t refused_after_warmup = 0, offered_after_warmup = 0;
   uint64_t refused_total = 0, offered_total = 0;
 };
@@ -288,12 +289,12 @@ LoopRun closed_loop(ServerSim& server, int seconds, const std::function<int(int)
                     const std::function<int(int)>& service_ms_at = nullptr) {
   uint64_t now = 1000 * kMs;
   ServiceController c("web", bbr_always(), now);
-  auto quiet = [](const std::string&) {};
+  LoopRun r;
+  auto keep = [&r](const std::string& line) { r.log.push_back(line); };
   // The controller runs before the load comes (as `sluice run` does in the
   // e2e tests and benchmarks): its first tick has seen nothing.
   now += kTick;
-  uint32_t threshold = c.tick(now, ServiceSample{}, 0, quiet).max_inflight[1];
-  LoopRun r;
+  uint32_t threshold = c.tick(now, ServiceSample{}, 0, keep).max_inflight[1];
   for (int i = 0, elapsed_ms = 0; elapsed_ms < seconds * 1000; i++) {
     int ms = tick_ms(i);
     if (service_ms_at) server.set_service_ms(service_ms_at(elapsed_ms));
@@ -301,7 +302,7 @@ LoopRun closed_loop(ServerSim& server, int seconds, const std::function<int(int)
     ServiceSample s = server.run(ms, threshold);
     now += ms * kMs;
     elapsed_ms += ms;
-    threshold = c.tick(now, s, 0, quiet).max_inflight[1];  // the default tenant: level 1
+    threshold = c.tick(now, s, 0, keep).max_inflight[1];  // the default tenant: level 1
     r.estimates.push_back(c.view().estimate);
     // SIM_TRACE=1 prints each tick that refused something, SIM_TRACE=a every
     // tick: the quickest way to see why a closed-loop test failed.
@@ -326,6 +327,12 @@ LoopRun closed_loop(double rate, int seconds, const std::function<int(int)>& tic
                     uint64_t seed = 42, const std::function<int(int)>& service_ms_at = nullptr) {
   ServerSim server(8, 20, rate, seed);
   return closed_loop(server, seconds, tick_ms, service_ms_at);
+}
+
+// How many of the controller's log lines contain `text`.
+size_t logged(const LoopRun& r, const std::string& text) {
+  return std::count_if(r.log.begin(), r.log.end(),
+                       [&](const std::string& line) { return line.find(text) != std::string::npos; });
 }
 
 }  // namespace
@@ -374,28 +381,33 @@ TEST(ServiceControl, SlowAnswersAtLowLoadAreNotMistakenForAQueue) {
                             [](int at_ms) { return at_ms >= 10'000 && at_ms < 20'000 ? 32 : 20; });
     EXPECT_LE(r.refused_after_warmup, r.offered_after_warmup / 50)
         << "seed " << seed << ": " << r.refused_after_warmup << " of " << r.offered_after_warmup << " after 3 s";
+    EXPECT_GE(logged(r, "web: the service got slower: floor 20."), 1u) << "seed " << seed;
   }
 }
 
 // The same slowdown under 5x overload: the server still holds 8 at a time,
 // only each takes longer. Once two drain probes agree that it is slower,
 // Little's law pairs the new floor with the passes the slower server makes
-// (with those of the faster one it counted 13 in flight for 6 s).
+// (with those of the faster one it counted 26 in flight, then 13). The probe
+// measures its second tick, after the queue drained: 32 ms, not 38.
 TEST(ServiceControl, AServerThatSlowsDownUnderOverloadKeepsItsConcurrency) {
   LoopRun r = closed_loop(2000, 25, [](int) { return 100; }, 42,
                           [](int at_ms) { return at_ms >= 8'000 ? 32 : 20; });
   for (size_t i = 30; i < r.estimates.size(); i++)
     ASSERT_NEAR(static_cast<double>(r.estimates[i]), 8, 1.2) << "tick " << i;
+  ASSERT_EQ(logged(r, "web: the service got slower: floor 2"), 1u);
+  EXPECT_EQ(logged(r, "-> 32."), 1u) << "the floor is the slower service's time";
 }
 
 // A hiccup (answers 75% slower for a moment: a descheduled server, a burst
 // of host work) under 5x overload, at every moment of a probe period. One
 // that meets a drain probe looks like a slower service; taken for one, it
 // raised the floor, the higher limit's queue hid the mistake, and the limit
-// stayed at 13 for a window. The probe half a second later finds the
+// stayed at 10 to 28 for a window. The probe half a second later finds the
 // service as fast as ever.
 TEST(ServiceControl, AHiccupDuringADrainProbeDoesNotRaiseTheLimit) {
-  for (int hiccup_ms : {150, 300, 500})
+  for (int hiccup_ms : {150, 300, 500}) {
+    int met_a_probe = 0;
     for (int at = 5'000; at < 15'000; at += 100) {
       LoopRun r = closed_loop(2000, 25, [](int) { return 100; }, 42, [=](int at_ms) {
         return at_ms >= at && at_ms < at + hiccup_ms ? 35 : 20;
@@ -403,7 +415,12 @@ TEST(ServiceControl, AHiccupDuringADrainProbeDoesNotRaiseTheLimit) {
       for (size_t i = 30; i < r.estimates.size(); i++)
         ASSERT_NEAR(static_cast<double>(r.estimates[i]), 8, 1.2)
             << "a " << hiccup_ms << " ms hiccup at " << at << " ms; tick " << i;
+      ASSERT_EQ(logged(r, "got slower"), 0u) << "a " << hiccup_ms << " ms hiccup at " << at << " ms";
+      met_a_probe += logged(r, "with the queue drained") > 0;
     }
+    // The scan covers what it is for: some hiccups met a probe.
+    EXPECT_GT(met_a_probe, 0) << "no " << hiccup_ms << " ms hiccup met a drain probe";
+  }
 }
 
 // A controller restarted under 5x overload: its predecessor lifts control

@@ -120,7 +120,7 @@ void ServiceController::split_levels(uint64_t learned, uint32_t (&out)[SL_LEVELS
 }
 
 /*
- * A drain probe just ended; its last tick answered in `probe_rt_us_`. Well
+ * A drain probe just ended; its last interval answered in `probe_rt_us`. Well
  * above the floor, the service itself may have got slower (a host short of
  * CPU, a slower dependency) and what looked like a queue was not one:
  * without following it, Little's law with a stale floor under-estimates
@@ -132,20 +132,27 @@ void ServiceController::split_levels(uint64_t learned, uint32_t (&out)[SL_LEVELS
  * the new floor, they would count more in flight than the slower service
  * holds.
  */
-void ServiceController::learn_from_probe(uint64_t now_ns) {
+void ServiceController::learn_from_probe(uint64_t now_ns, double probe_rt_us, const LogLine& log) {
   auto floor_us = rt_floor_.min(now_ns);
-  if (!floor_us || probe_rt_us_ <= *floor_us * kQueueingEnter) {
+  if (!floor_us || probe_rt_us <= *floor_us * kQueueingEnter) {
     slow_probe_rt_us_ = 0;
     return;
   }
+  char line[200];
   if (!slow_probe_rt_us_ || now_ns > slow_probe_until_ns_) {
-    slow_probe_rt_us_ = probe_rt_us_;
+    slow_probe_rt_us_ = probe_rt_us;
     slow_probe_until_ns_ = now_ns + 2 * kConfirmProbeNs;
     next_probe_ns_ = std::min(next_probe_ns_, now_ns + kConfirmProbeNs);
+    snprintf(line, sizeof(line), ": answers took %.1f ms with the queue drained (floor %.1f ms); probing again",
+             probe_rt_us / 1000, *floor_us / 1000);
+    log(name_ + line);
     return;
   }
-  double slower_us = std::min(slow_probe_rt_us_, probe_rt_us_);
+  double slower_us = std::min(slow_probe_rt_us_, probe_rt_us);
   slow_probe_rt_us_ = 0;
+  snprintf(line, sizeof(line), ": the service got slower: floor %.1f -> %.1f ms (two drain probes agree)",
+           *floor_us / 1000, slower_us / 1000);
+  log(name_ + line);
   rt_floor_.reset();
   rt_floor_.add(now_ns, slower_us);
   recent_rt_us_ = slower_us;
@@ -166,7 +173,7 @@ void ServiceController::learn_from_probe(uint64_t now_ns) {
  * stays at least twice the concurrency it sees, room for bursts.
  */
 uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share, int64_t cpu,
-                                      bool kernel_dropped) {
+                                      bool kernel_dropped, const LogLine& log) {
   // maxPass is a max over buckets: a tick covering more than a bucket's
   // time (a late tick, a stalled controller) must count as one bucket's.
   algo::TickStats scaled = ts;
@@ -186,17 +193,14 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   bool probe_ticks = probing() || after_probe_;
   after_probe_ = probing();
   if (probing()) probe_ticks_left_--;
+  // This tick counted the probe's last interval: the queue had drained.
+  bool probe_ended = after_probe_ && !probing();
 
   uint64_t littles = d.max_in_flight;
   double tick_rt = 0;
   if (ts.rt_samples) {
     tick_rt = static_cast<double>(ts.rt_sum_us) / static_cast<double>(ts.rt_samples);
-    // A probe's last tick answers with the queue drained: what did it find?
-    if (probing() && probe_ticks_left_ == 1) probe_rt_us_ = tick_rt;
-    if (!probing() && probe_rt_us_) {
-      learn_from_probe(now_ns);
-      probe_rt_us_ = 0;
-    }
+    if (probe_ended) learn_from_probe(now_ns, tick_rt, log);
     rt_floor_.add(now_ns, tick_rt);
     // Slow enough that one bursty tick is not a queue; real overload raises
     // response times several-fold and shows within a few ticks. A probe's
@@ -256,8 +260,8 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
 }
 
 uint64_t ServiceController::adaptive_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share,
-                                           int64_t cpu, bool kernel_dropped) {
-  if (bbr_) return bbr_limit(now_ns, ts, bucket_share, cpu, kernel_dropped);
+                                           int64_t cpu, bool kernel_dropped, const LogLine& log) {
+  if (bbr_) return bbr_limit(now_ns, ts, bucket_share, cpu, kernel_dropped, log);
   if (aimd_) {
     view_.estimate = aimd_->record(ts);
     view_.armed = true;
@@ -323,7 +327,8 @@ sl_control ServiceController::tick(uint64_t now_ns, const ServiceSample& s, int6
   sl_control out{};
   uint64_t before = view_.estimate;
   bool was_armed = view_.armed;
-  uint64_t learned = adaptive_limit(now_ns, ts, bucket_share, cpu_permille, s.shed_delta.shed[SL_R_INFLIGHT] > 0);
+  uint64_t learned =
+      adaptive_limit(now_ns, ts, bucket_share, cpu_permille, s.shed_delta.shed[SL_R_INFLIGHT] > 0, log);
   if (learned && probing()) {
     for (uint32_t& level : out.max_inflight) level = static_cast<uint32_t>(std::max<uint64_t>(1, learned / 2));
   } else {

@@ -124,10 +124,11 @@ class ServiceController {
   // The learned limit if it applies now, else 0. `bucket_share` scales the
   // tick's counts to one bucket's worth of time (see tick()).
   uint64_t adaptive_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share, int64_t cpu,
-                          bool kernel_dropped);
-  uint64_t bbr_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share, int64_t cpu, bool kernel_dropped);
+                          bool kernel_dropped, const LogLine& log);
+  uint64_t bbr_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share, int64_t cpu, bool kernel_dropped,
+                     const LogLine& log);
   bool probing() const { return probe_ticks_left_ > 0; }
-  void learn_from_probe(uint64_t now_ns);
+  void learn_from_probe(uint64_t now_ns, double probe_rt_us, const LogLine& log);
   void breaker_tick(uint64_t now_ns, const algo::TickStats& ts, const ServiceSample& s, sl_control& out,
                     const LogLine& log);
 
@@ -150,7 +151,6 @@ class ServiceController {
   uint64_t next_probe_ns_ = 0;
   int probe_ticks_left_ = 0;
   bool after_probe_ = false;  // the tick after a probe still shows its refusals
-  double probe_rt_us_ = 0;    // the response time of a probe's last, drained tick
   double slow_probe_rt_us_ = 0;      // a probe that found the service slower, awaiting the next
   uint64_t slow_probe_until_ns_ = 0;  // the next probe must come before this to confirm it
   ServiceView view_;
