@@ -160,6 +160,18 @@ void ServiceController::learn_from_probe(uint64_t now_ns, double probe_rt_us, co
   bbr_->forget_window();
 }
 
+// How many ticks a drain probe lasts for a service answering in `floor_us`
+// without a queue. The queue drains within about one response time, the
+// requests admitted after that answer one more later, and the probe's last
+// tick, its measurement, must count only those: at least two ticks, longer
+// for slow services, and at most a quarter of the window.
+int ServiceController::drain_probe_ticks(double floor_us) const {
+  double tick_ns = static_cast<double>(std::max<uint64_t>(tick_ns_, 1));
+  double wanted = 1 + std::ceil(2 * floor_us * 1000 / tick_ns);
+  double most = std::floor(static_cast<double>(bbr_->config().window_ns) / 4 / tick_ns);
+  return static_cast<int>(std::max<double>(kProbeTicks, std::min(wanted, most)));
+}
+
 /*
  * BBR as sluice runs it. Little's law (maxPass x minRT) measures capacity
  * only while the service is saturated; below that it measures the current
@@ -250,7 +262,7 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   else
     learned_ = std::max(room, learned_);
   if (queueing_ && now_ns >= next_probe_ns_) {
-    probe_ticks_left_ = kProbeTicks;
+    probe_ticks_left_ = drain_probe_ticks(floor_us_now);
     next_probe_ns_ = now_ns + bbr_->config().window_ns;
   }
   if (now_ns < inherited_until_ns_) learned_ = std::max(learned_, inherited_);
@@ -322,6 +334,7 @@ sl_control ServiceController::tick(uint64_t now_ns, const ServiceSample& s, int6
   uint64_t bucket_ns = uint64_t{tuning_.window_ms} * kMsNs / tuning_.window_buckets;
   uint64_t elapsed = last_tick_ns_ && now_ns > last_tick_ns_ ? now_ns - last_tick_ns_ : bucket_ns;
   last_tick_ns_ = now_ns;
+  tick_ns_ = elapsed;
   double bucket_share = std::min(1.0, static_cast<double>(bucket_ns) / static_cast<double>(elapsed));
 
   sl_control out{};

@@ -63,9 +63,10 @@ inline constexpr uint64_t kRtFloorWindows = 2;
 // The drain probe (TCP BBR's ProbeRTT): while a queue persists, once a
 // window (the first time soon after start), admit only half the learned
 // limit for a few ticks so the queue empties and the queue-free response
-// time is measured again. Costs about 1% of goodput.
+// time is measured again. Costs about 1% of goodput (more for services
+// slower than a tick, whose probes last longer: see drain_probe_ticks).
 inline constexpr uint64_t kFirstProbeNs = 1'000'000'000;
-inline constexpr int kProbeTicks = 2;
+inline constexpr int kProbeTicks = 2;  // at least
 // A probe that finds answers slow with the queue gone may have met a hiccup
 // (a descheduled server, a burst of host work) rather than a slower service:
 // the next probe comes this soon, and only two slow probes in a row move the
@@ -129,6 +130,7 @@ class ServiceController {
                      const LogLine& log);
   bool probing() const { return probe_ticks_left_ > 0; }
   void learn_from_probe(uint64_t now_ns, double probe_rt_us, const LogLine& log);
+  int drain_probe_ticks(double floor_us) const;
   void breaker_tick(uint64_t now_ns, const algo::TickStats& ts, const ServiceSample& s, sl_control& out,
                     const LogLine& log);
 
@@ -148,6 +150,7 @@ class ServiceController {
   bool saturated_once_ = false;  // it has shown one: limits may bind from now on
   uint64_t learned_ = 0;     // the BBR limit as sluice runs it (see bbr_limit)
   uint64_t last_tick_ns_ = 0;
+  uint64_t tick_ns_ = 0;  // how long the latest tick covered
   uint64_t next_probe_ns_ = 0;
   int probe_ticks_left_ = 0;
   bool after_probe_ = false;  // the tick after a probe still shows its refusals
