@@ -190,6 +190,26 @@ TEST(BbrKratos, AForgottenWindowCountsOnlyWhatComesAfter)
 	EXPECT_EQ(bbr.min_rt_ms(1100 * kMs), 32u);
 }
 
+// Bunched answers: 8 passes every fourth bucket. One bucket's max counts 8;
+// over four buckets the rate is 2 a bucket. Fewer complete buckets than the
+// span: the mean of those there are.
+TEST(BbrKratos, MaxPassOverASpanCountsBunchedPassesAtTheirRate)
+{
+	Bbr bbr(kratos_test_config());
+	for (uint64_t i = 0; i < 10; i++)
+		bbr.record(i * 100 * kMs, TickStats{.completed = i % 4 == 0 ? 8u : 0u});
+	EXPECT_EQ(bbr.max_pass(950 * kMs), 8u);
+	EXPECT_DOUBLE_EQ(bbr.max_pass_over(950 * kMs, 1), 8);
+	EXPECT_DOUBLE_EQ(bbr.max_pass_over(950 * kMs, 4), 2);
+	EXPECT_DOUBLE_EQ(bbr.max_pass_over(950 * kMs, 3), 8.0 / 3);
+	Bbr young(kratos_test_config());
+	young.record(0, TickStats{.completed = 8});
+	young.record(100 * kMs, TickStats{.completed = 0});
+	EXPECT_DOUBLE_EQ(young.max_pass_over(150 * kMs, 4), 8); // bucket 0 alone is complete
+	Bbr empty(kratos_test_config());
+	EXPECT_DOUBLE_EQ(empty.max_pass_over(950 * kMs, 4), 1); // as max_pass: at least 1
+}
+
 // An empty window: maxPass 1, minRT 1 -> floor(1 * 1 * 10 / 1000 + 0.5) = 0.
 TEST(BbrKratos, EmptyWindowGivesALimitOfZero)
 {

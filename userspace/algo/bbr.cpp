@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <vector>
 
 namespace sluice::algo {
 
@@ -57,6 +58,24 @@ uint64_t Bbr::max_pass(uint64_t now_ns) const
 	uint64_t result = 1;
 	window_.for_each_complete(now_ns, [&](const Bucket &b) { result = std::max(result, b.passes); });
 	return result;
+}
+
+double Bbr::max_pass_over(uint64_t now_ns, uint32_t span) const
+{
+	std::vector<uint64_t> passes;
+	window_.for_each_complete(now_ns, [&](const Bucket &b) { passes.push_back(b.passes); });
+	if (passes.empty())
+		return 1;
+	span = std::clamp<uint32_t>(span, 1, static_cast<uint32_t>(passes.size()));
+	uint64_t sum = 0, best = 0;
+	for (size_t i = 0; i < passes.size(); i++) {
+		sum += passes[i];
+		if (i >= span)
+			sum -= passes[i - span];
+		if (i + 1 >= span)
+			best = std::max(best, sum);
+	}
+	return std::max(1.0, static_cast<double>(best) / span);
 }
 
 uint64_t Bbr::min_rt_ms(uint64_t now_ns) const

@@ -101,6 +101,11 @@ public:
 	void forget_window() { window_.clear(); }
 
 	uint64_t max_pass(uint64_t now_ns) const;
+	// The best mean of `span` consecutive complete buckets' passes (all of
+	// them while fewer are complete). A service slower than a bucket answers
+	// in bunches a response time apart, one bucket full and the next empty;
+	// a span of buckets as long as a response time counts its rate.
+	double max_pass_over(uint64_t now_ns, uint32_t span) const;
 	uint64_t min_rt_ms(uint64_t now_ns) const;
 	// With the configured estimator, or a chosen one.
 	uint64_t max_in_flight(uint64_t now_ns) const;

@@ -141,8 +141,9 @@ void ServiceController::learn_from_probe(uint64_t now_ns, double probe_rt_us, co
   char line[200];
   if (!slow_probe_rt_us_ || now_ns > slow_probe_until_ns_) {
     slow_probe_rt_us_ = probe_rt_us;
-    slow_probe_until_ns_ = now_ns + 2 * kConfirmProbeNs;
     next_probe_ns_ = std::min(next_probe_ns_, now_ns + kConfirmProbeNs);
+    // Time for the next probe to come and end, with a tick to spare.
+    slow_probe_until_ns_ = next_probe_ns_ + kConfirmProbeNs + (drain_probe_ticks(*floor_us) + 1) * tick_ns_;
     snprintf(line, sizeof(line), ": answers took %.1f ms with the queue drained (floor %.1f ms); probing again",
              probe_rt_us / 1000, *floor_us / 1000);
     log(name_ + line);
@@ -226,7 +227,10 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
     floor_us_now = *floor_us;
     const algo::BbrConfig& cfg = bbr_->config();
     double buckets_per_second = cfg.buckets * 1e9 / static_cast<double>(cfg.window_ns);
-    double max_pass = static_cast<double>(bbr_->stat(now_ns, cpu, ts.in_flight).max_pass);
+    // Over buckets as long as a response time: a slow service's answers
+    // come in bunches (one bucket's max would count a bunch as its rate).
+    auto span = static_cast<uint32_t>(std::ceil(*floor_us * 1000 * buckets_per_second / 1e9));
+    double max_pass = bbr_->max_pass_over(now_ns, span);
     littles = static_cast<uint64_t>(std::floor(max_pass * *floor_us * buckets_per_second / 1e6 + 0.5));
     view_.min_rt_us = static_cast<uint64_t>(*floor_us);
     // Slow answers alone are no queue for admission to act on: a host short
