@@ -142,7 +142,8 @@ void ServiceController::learn_from_probe(uint64_t now_ns, double probe_rt_us, co
   if (!slow_probe_rt_us_ || now_ns > slow_probe_until_ns_) {
     slow_probe_rt_us_ = probe_rt_us;
     next_probe_ns_ = std::min(next_probe_ns_, now_ns + kConfirmProbeNs);
-    // Time for the next probe to come and end, with a tick to spare.
+    // Time for the next probe to come (up to kConfirmProbeNs late: it waits
+    // for a queue to show) and to end, with a tick to spare.
     slow_probe_until_ns_ = next_probe_ns_ + kConfirmProbeNs + (drain_probe_ticks(*floor_us) + 1) * tick_ns_;
     snprintf(line, sizeof(line), ": answers took %.1f ms with the queue drained (floor %.1f ms); probing again",
              probe_rt_us / 1000, *floor_us / 1000);
