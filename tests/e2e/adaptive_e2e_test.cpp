@@ -374,9 +374,14 @@ TEST(AdaptiveE2eBreaker, SreThrottlingRisesWhileFailingAndReturnsToZero)
     EXPECT_GT(p_failing, 0.9);
     EXPECT_GT(c2.of("throttle") - c1.of("throttle"), 5 * (c2.admitted - c1.admitted)) << describe(c2);
 
+    // Recovery starts from the trickle p lets through (about one request per
+    // 1 s window) and is a chain reaction that may die out and start again:
+    // SreThrottle.AfterATotalOutageTheTrickleRestartsTheServiceWithinSeconds
+    // has it at a median of 3.9 s and 11.8 s for 99.9% of 10,000 recoveries,
+    // 14 s at most, as does this test (median 3.9 s, 8.5 s at most in 20 runs).
     auto t1 = Clock::now();
     std::filesystem::remove(fail);
-    ASSERT_TRUE(await([&] { return ctl.metric(p) == 0; }, 12s)) << ctl.log();
+    ASSERT_TRUE(await([&] { return ctl.metric(p) == 0; }, 20s)) << ctl.log();
     double fall_s = since(t1);
     numbers("p back to 0 " + fmt("%.2f", fall_s) + " s after the server recovered");
     EXPECT_TRUE(ctl.logged_at("web: throttling starts")) << ctl.log();

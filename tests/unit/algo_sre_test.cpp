@@ -6,6 +6,11 @@
 
 #include "algo/sre_throttle.hpp"
 
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <vector>
+
 namespace sluice::algo {
 namespace {
 
@@ -147,6 +152,50 @@ TEST(SreThrottle, SmallerKThrottlesEarlier)
 	SreThrottle sre(config);
 	sre.record(0, 200, 120); // K = 2 would give 0: 200 < 240
 	EXPECT_DOUBLE_EQ(sre.probability(0), (200.0 - 180.0) / 201.0);
+}
+
+// Recovery after a total outage, as the controller and the kernel run it:
+// 200 requests/s, p recomputed every 100 ms tick and applied to the next
+// tick's requests. While everything fails, p = r / (r + 1) lets about one
+// request per window through; once the server is back, each success lets
+// about K more through in the next window, a chain reaction that can also
+// die out (then the trickle starts it again). So the time to p = 0 is
+// random with a tail: the e2e test's bound on it comes from here.
+TEST(SreThrottle, AfterATotalOutageTheTrickleRestartsTheServiceWithinSeconds)
+{
+	constexpr int kPerTick = 20, kRecoveries = 10000;
+	constexpr uint64_t kTick = 100 * kMs;
+	std::mt19937_64 rng(20261207);
+	std::uniform_real_distribution<double> draw(0.0, 1.0);
+	std::vector<double> recovery_s;
+	for (int run = 0; run < kRecoveries; run++) {
+		SreThrottle sre(SreConfig{.k = 2.0, .min_requests = 20, .window_ns = kSec, .buckets = 10});
+		uint64_t now = 0;
+		double p = 0; // what the last tick wrote to the kernel
+		auto tick = [&](bool server_ok) {
+			int admitted = 0;
+			for (int i = 0; i < kPerTick; i++)
+				admitted += !(draw(rng) < p);
+			now += kTick;
+			sre.record(now, kPerTick, server_ok ? admitted : 0);
+			p = sre.probability(now);
+		};
+		for (int i = 0; i < 30; i++)
+			tick(false);
+		ASSERT_GT(p, 0.99); // the trickle: r / (r + 1), about one request a second
+		const uint64_t recovered = now;
+		while (p > 0 && now - recovered < 60 * kSec)
+			tick(true);
+		recovery_s.push_back(double(now - recovered) / kSec);
+	}
+	std::sort(recovery_s.begin(), recovery_s.end());
+	const double median = recovery_s[kRecoveries / 2], p999 = recovery_s[kRecoveries * 999 / 1000];
+	std::printf("[ numbers  ] p = 0 again after: min %.1f s, median %.1f s, 99.9%% %.1f s, max %.1f s\n",
+		    recovery_s.front(), median, p999, recovery_s.back());
+	EXPECT_GE(recovery_s.front(), 1.0); // p falls gradually, never at once
+	EXPECT_GT(median, 2.5);
+	EXPECT_LT(median, 5.5);
+	EXPECT_LT(recovery_s.back(), 20.0);
 }
 
 TEST(SreThrottle, RejectsANonPositiveK)
