@@ -441,6 +441,37 @@ TEST(ServiceControl, ASlowServiceIsProbedAndCountedOverItsResponseTime) {
   }
 }
 
+// The same slow services slowing down under 5x overload, by 60% and to 3x.
+// - The probe that confirms a slowdown lasts as long as the slower service
+//   needs to drain its queue: sized by the old floor, it measured some of
+//   the queue's wait (216 ms for a 160 ms service).
+// - A probe whose last tick has no answers (they come in bunches) goes on a
+//   tick: it measured nothing, and the next came a window later.
+// - maxPass spans two response times: over one, a bunch too many counted a
+//   fifth more (10-12 in flight for 8 workers).
+// - Refusals grow the limit at most once a response time: the 1.2 s service,
+//   once its floor was right, was stepped into a queue of seconds, which the
+//   next probes took for a slower service, up to a floor of 25 s.
+TEST(ServiceControl, ASlowServiceThatSlowsDownSettlesAtItsConcurrency) {
+  for (int tenths : {16, 30}) {
+    for (int service_ms : {100, 200, 400}) {
+      const int slower_ms = service_ms * tenths / 10;
+      const std::string which = std::to_string(service_ms) + " -> " + std::to_string(slower_ms) + " ms";
+      ServerSim server(8, service_ms, 5 * 8 * 1000.0 / service_ms, 42);
+      LoopRun r = closed_loop(server, 60, [](int) { return 100; },
+                              [&](int elapsed_ms) { return elapsed_ms >= 20'000 ? slower_ms : service_ms; });
+      ASSERT_EQ(logged(r, "got slower"), 1u) << which;
+      EXPECT_EQ(logged(r, "-> " + std::to_string(slower_ms) + ".0 ms (two drain probes agree)"), 1u) << which;
+      // From 45 s: 8-11 here; 12 for the 1.2 s service, whose span of two
+      // response times can hold three of its bunches. (Its slowdown is
+      // confirmed at 39 s, by the third probe: until then, Little's law
+      // with the old floor holds it at 4.)
+      for (size_t i = 450; i < r.estimates.size(); i++)
+        ASSERT_NEAR(static_cast<double>(r.estimates[i]), 9.5, 2.5) << which << ", tick " << i;
+    }
+  }
+}
+
 // A controller restarted under 5x overload: its predecessor lifts control
 // when it stops, so in the 50 ms before the successor's first tick the
 // server takes whatever comes and builds a queue. Measured against its own

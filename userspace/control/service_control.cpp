@@ -142,9 +142,11 @@ void ServiceController::learn_from_probe(uint64_t now_ns, double probe_rt_us, co
   if (!slow_probe_rt_us_ || now_ns > slow_probe_until_ns_) {
     slow_probe_rt_us_ = probe_rt_us;
     next_probe_ns_ = std::min(next_probe_ns_, now_ns + kConfirmProbeNs);
-    // Time for the next probe to come (up to kConfirmProbeNs late: it waits
-    // for a queue to show) and to end, with a tick to spare.
-    slow_probe_until_ns_ = next_probe_ns_ + kConfirmProbeNs + (drain_probe_ticks(*floor_us) + 1) * tick_ns_;
+    // Time for the next probe to come (late by what a queue takes to show:
+    // kConfirmProbeNs, or two response times of a slow service) and to end,
+    // with a tick to spare.
+    uint64_t queue_shows_ns = std::max<uint64_t>(kConfirmProbeNs, static_cast<uint64_t>(2 * probe_rt_us * 1000));
+    slow_probe_until_ns_ = next_probe_ns_ + queue_shows_ns + (drain_probe_ticks(probe_rt_us) + 1) * tick_ns_;
     snprintf(line, sizeof(line), ": answers took %.1f ms with the queue drained (floor %.1f ms); probing again",
              probe_rt_us / 1000, *floor_us / 1000);
     log(name_ + line);
@@ -206,7 +208,15 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   // neither grow the limit nor change what is known about queueing.
   bool probe_ticks = probing() || after_probe_;
   after_probe_ = probing();
-  if (probing()) probe_ticks_left_--;
+  if (probing()) {
+    // The last tick measures the probe; a slow service answers in bunches
+    // and may answer nothing in it. Then the probe goes on a tick rather
+    // than measure nothing and wait a window for the next.
+    if (probe_ticks_left_ == 1 && !ts.rt_samples && probe_ticks_spare_ > 0)
+      probe_ticks_spare_--;
+    else
+      probe_ticks_left_--;
+  }
   // This tick counted the probe's last interval: the queue had drained.
   bool probe_ended = after_probe_ && !probing();
 
@@ -228,9 +238,10 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
     floor_us_now = *floor_us;
     const algo::BbrConfig& cfg = bbr_->config();
     double buckets_per_second = cfg.buckets * 1e9 / static_cast<double>(cfg.window_ns);
-    // Over buckets as long as a response time: a slow service's answers
-    // come in bunches (one bucket's max would count a bunch as its rate).
-    auto span = static_cast<uint32_t>(std::ceil(*floor_us * 1000 * buckets_per_second / 1e9));
+    // Over buckets as long as two response times: a slow service's answers
+    // come in bunches (one bucket's max would count a bunch as its rate, and
+    // one response time's worth can still hold a bunch too many).
+    auto span = static_cast<uint32_t>(std::ceil(2 * *floor_us * 1000 * buckets_per_second / 1e9));
     double max_pass = bbr_->max_pass_over(now_ns, span);
     littles = static_cast<uint64_t>(std::floor(max_pass * *floor_us * buckets_per_second / 1e6 + 0.5));
     view_.min_rt_us = static_cast<uint64_t>(*floor_us);
@@ -258,16 +269,27 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   // answers are as fast as ever, keep twice that as room for the load's
   // bursts (once they slow down, the service is near what it can take).
   uint64_t room = flat ? 2 * littles : littles;
+  // Steps come at most once a response time (as TCP grows its window once a
+  // round trip): what a step admits shows in response times only that much
+  // later, and a slow service would be stepped far past its capacity before
+  // the first of them came back. (Half a tick of slack: ticks jitter.)
+  bool grown_a_response_time_ago = now_ns + tick_ns_ / 2 >= grown_ns_ + static_cast<uint64_t>(floor_us_now * 1000);
   if (!learned_ && !queueing_)
     learned_ = std::max(littles, kInitialLimit);
   else if (!learned_ || queueing_)
     learned_ = littles;
-  else if (kernel_dropped && !probe_ticks)
+  else if (kernel_dropped && !probe_ticks && grown_a_response_time_ago) {
     learned_ = std::max(room, learned_ + step);
-  else
+    grown_ns_ = now_ns;
+  } else
     learned_ = std::max(room, learned_);
   if (queueing_ && now_ns >= next_probe_ns_) {
-    probe_ticks_left_ = drain_probe_ticks(floor_us_now);
+    // A probe that confirms a slowdown drains the queue of the slower
+    // service: sized by the old floor, it would end before that queue is
+    // gone and measure some of its wait.
+    bool confirming = slow_probe_rt_us_ && now_ns <= slow_probe_until_ns_;
+    probe_ticks_left_ = drain_probe_ticks(confirming ? std::max(floor_us_now, slow_probe_rt_us_) : floor_us_now);
+    probe_ticks_spare_ = probe_ticks_left_;
     next_probe_ns_ = now_ns + bbr_->config().window_ns;
   }
   if (now_ns < inherited_until_ns_) learned_ = std::max(learned_, inherited_);

@@ -152,7 +152,9 @@ class ServiceController {
   uint64_t last_tick_ns_ = 0;
   uint64_t tick_ns_ = 0;  // how long the latest tick covered
   uint64_t next_probe_ns_ = 0;
+  uint64_t grown_ns_ = 0;  // when a refusal last grew the limit
   int probe_ticks_left_ = 0;
+  int probe_ticks_spare_ = 0;  // ticks a probe may go on while its last one has no answers to measure
   bool after_probe_ = false;  // the tick after a probe still shows its refusals
   double slow_probe_rt_us_ = 0;      // a probe that found the service slower, awaiting the next
   uint64_t slow_probe_until_ns_ = 0;  // the next probe must come before this to confirm it
