@@ -182,10 +182,13 @@ TEST(BbrKratos, AForgottenWindowCountsOnlyWhatComesAfter)
 {
 	Bbr bbr(kratos_test_config());
 	fill_kratos_window(bbr, [](uint64_t i) { return (i + 2) * 100; });
+	EXPECT_EQ(bbr.complete_buckets(950 * kMs), 9u);
 	bbr.forget_window();
+	EXPECT_EQ(bbr.complete_buckets(950 * kMs), 0u);
 	EXPECT_EQ(bbr.max_pass(950 * kMs), 1u);
 	EXPECT_EQ(bbr.min_rt_ms(950 * kMs), 1u);
 	bbr.record(1000 * kMs, TickStats{.completed = 40, .rt_sum_us = 40 * 32'000, .rt_samples = 40});
+	EXPECT_EQ(bbr.complete_buckets(1100 * kMs), 1u);
 	EXPECT_EQ(bbr.max_pass(1100 * kMs), 40u);
 	EXPECT_EQ(bbr.min_rt_ms(1100 * kMs), 32u);
 }

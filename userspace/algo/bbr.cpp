@@ -78,6 +78,13 @@ double Bbr::max_pass_over(uint64_t now_ns, uint32_t span) const
 	return std::max(1.0, static_cast<double>(best) / span);
 }
 
+uint32_t Bbr::complete_buckets(uint64_t now_ns) const
+{
+	uint32_t count = 0;
+	window_.for_each_complete(now_ns, [&](const Bucket &) { count++; });
+	return count;
+}
+
 uint64_t Bbr::min_rt_ms(uint64_t now_ns) const
 {
 	std::optional<uint64_t> result;

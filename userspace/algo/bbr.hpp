@@ -106,6 +106,8 @@ public:
 	// in bunches a response time apart, one bucket full and the next empty;
 	// a span of buckets as long as a response time counts its rate.
 	double max_pass_over(uint64_t now_ns, uint32_t span) const;
+	// How many complete buckets the window holds (fewer after forget_window).
+	uint32_t complete_buckets(uint64_t now_ns) const;
 	uint64_t min_rt_ms(uint64_t now_ns) const;
 	// With the configured estimator, or a chosen one.
 	uint64_t max_in_flight(uint64_t now_ns) const;

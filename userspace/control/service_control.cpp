@@ -162,6 +162,7 @@ void ServiceController::learn_from_probe(uint64_t now_ns, double probe_rt_us, co
   recent_rt_us_ = slower_us;
   queueing_ = false;
   bbr_->forget_window();
+  relearning_passes_ = true;
 }
 
 // How many ticks a drain probe lasts for a service answering in `floor_us`
@@ -242,6 +243,12 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
     // come in bunches (one bucket's max would count a bunch as its rate, and
     // one response time's worth can still hold a bunch too many).
     auto span = static_cast<uint32_t>(std::ceil(2 * *floor_us * 1000 * buckets_per_second / 1e9));
+    // With the window forgotten (the floor moved), a bunch or two would
+    // count as the rate until the window spans two response times again;
+    // until then the limit holds.
+    // (A window holds at most buckets - 1 complete ones.)
+    if (relearning_passes_ && bbr_->complete_buckets(now_ns) >= std::min(span, cfg.buckets - 1))
+      relearning_passes_ = false;
     double max_pass = bbr_->max_pass_over(now_ns, span);
     littles = static_cast<uint64_t>(std::floor(max_pass * *floor_us * buckets_per_second / 1e6 + 0.5));
     view_.min_rt_us = static_cast<uint64_t>(*floor_us);
@@ -274,15 +281,18 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   // later, and a slow service would be stepped far past its capacity before
   // the first of them came back. (Half a tick of slack: ticks jitter.)
   bool grown_a_response_time_ago = now_ns + tick_ns_ / 2 >= grown_ns_ + static_cast<uint64_t>(floor_us_now * 1000);
-  if (!learned_ && !queueing_)
+  if (relearning_passes_ && learned_) {
+    // The limit holds (see above).
+  } else if (!learned_ && !queueing_) {
     learned_ = std::max(littles, kInitialLimit);
-  else if (!learned_ || queueing_)
+  } else if (!learned_ || queueing_) {
     learned_ = littles;
-  else if (kernel_dropped && !probe_ticks && grown_a_response_time_ago) {
+  } else if (kernel_dropped && !probe_ticks && grown_a_response_time_ago) {
     learned_ = std::max(room, learned_ + step);
     grown_ns_ = now_ns;
-  } else
+  } else {
     learned_ = std::max(room, learned_);
+  }
   if (queueing_ && now_ns >= next_probe_ns_) {
     // A probe that confirms a slowdown drains the queue of the slower
     // service: sized by the old floor, it would end before that queue is

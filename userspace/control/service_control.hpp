@@ -153,6 +153,7 @@ class ServiceController {
   uint64_t tick_ns_ = 0;  // how long the latest tick covered
   uint64_t next_probe_ns_ = 0;
   uint64_t grown_ns_ = 0;  // when a refusal last grew the limit
+  bool relearning_passes_ = false;  // the window was forgotten and spans too little yet
   int probe_ticks_left_ = 0;
   int probe_ticks_spare_ = 0;  // ticks a probe may go on while its last one has no answers to measure
   bool after_probe_ = false;  // the tick after a probe still shows its refusals
