@@ -226,6 +226,78 @@ TEST(AdaptiveE2eCapacity, ALateTickDoesNotInflateTheLearnedLimit)
     EXPECT_LE(worst, 0.15 * kWorkers) << trace;
 }
 
+// A server that gets slower under 5x overload (a slower dependency: 20 -> 32
+// ms a request, capacity 400 -> 250/s). Once the window forgot the faster
+// passes, Little's law with the old floor would hold it at 5 of its 8
+// workers (250/s x 20 ms) and waste a third of what it can still serve; the
+// next drain probe finds answers slower with the queue drained, a second
+// agrees, and the floor follows. The limit stays at the concurrency, and
+// the goodput at the slower capacity.
+TEST(AdaptiveE2eCapacity, AServerThatSlowsDownKeepsItsConcurrency)
+{
+    Bed bed;
+    Testbed& tb = bed.tb;
+    const std::string slow = bed.cli.scratch().file("slow");
+    constexpr double kSlowerMs = 32, kSlowerCapacity = kWorkers * 1000.0 / kSlowerMs;  // 250/s
+    bed.service({"--adaptive", "bbr", "--cpu-threshold", "0", "--http", "--reject", "rst"});
+    start_capsrv(tb, kPort, kWorkers, kServiceMs, {"--slow-file", slow, "--slow-time", fmt("%.0f", kSlowerMs)});
+    Controller ctl(bed.cli, "web");
+    const std::string estimate = "sluice_limit_estimate{" + kWeb + "}";
+    Load over = http_load(tb.client_ns(), bed.target, int(5 * kCapacity), 30);
+    int settled = 0;
+    ASSERT_TRUE(await(
+        [&] {
+            settled = std::abs(ctl.metric(estimate) - kWorkers) <= 0.15 * kWorkers ? settled + 1 : 0;
+            return settled >= 10;
+        },
+        6s))
+        << ctl.log();
+    // Into the window: the slowdown does not meet the first drain probe.
+    std::this_thread::sleep_for(3s);
+
+    std::ofstream(slow).put('\n');
+    const double slowed_at = wall_s();
+    ASSERT_TRUE(capsrv_stats(tb, kPort).at("slowed").get<bool>());
+    // The next drain probe comes within a window (10 s), the second 0.5 s
+    // later: before the faster passes leave the window.
+    std::string waiting;
+    ASSERT_TRUE(await(
+        [&] {
+            waiting += fmt(" %.0f", ctl.metric(estimate));
+            return ctl.logged_at("web: the service got slower").has_value();
+        },
+        14s, 500ms))
+        << ctl.log();
+    numbers("learned limit every 0.5 s until the floor moved:" + waiting);
+    const double confirmed_at = *ctl.logged_at("web: the service got slower");
+    std::string line = ctl.log().substr(ctl.log().find("web: the service got slower"));
+    line = line.substr(0, line.find('\n'));
+    double floor_ms = 0;
+    ASSERT_EQ(std::sscanf(line.c_str(), "web: the service got slower: floor %*f -> %lf ms", &floor_ms), 1) << line;
+    numbers("slowed at +0 s; confirmed " + fmt("%.1f", confirmed_at - slowed_at) + " s later: " + line);
+    EXPECT_NEAR(floor_ms, kSlowerMs, 0.1 * kSlowerMs) << line;
+
+    // Then, for 5 s: the limit at the concurrency, the goodput at the new capacity.
+    const int from_s = int(std::ceil(since(over.started())));
+    std::string trace;
+    double worst = 0;
+    while (since(over.started()) < from_s + 5) {
+        double v = ctl.metric(estimate);
+        trace += fmt(" %.0f", v);
+        worst = std::max(worst, std::abs(v - kWorkers));
+        std::this_thread::sleep_for(100ms);
+    }
+    over.interrupt();
+    const json& o = over.result();
+    double goodput = mean(series(o, "success"), from_s, from_s + 5);
+    numbers("after: learned limit" + trace + "; goodput " + fmt("%.1f", goodput) + "/s (" +
+            fmt("%.0f%%", 100 * goodput / kSlowerCapacity) + " of the slower capacity); " + describe(o));
+    EXPECT_LE(worst, 0.25 * kWorkers) << trace << "\n" << ctl.log();
+    EXPECT_GE(goodput, 0.9 * kSlowerCapacity) << describe(o);
+    EXPECT_EQ(ctl.log().find("got slower", ctl.log().find("got slower") + 1), std::string::npos)
+        << "the floor moved more than once:\n" << ctl.log();
+}
+
 // At half the capacity nothing is shed once the controller has started.
 // With --cpu-threshold 0 the limit applies from the first tick; it starts
 // near nothing (an overload that begins with the controller is held at

@@ -102,6 +102,12 @@ int main(int argc, char** argv) {
     app.add_option("--fail-time", config.fail_ms, "milliseconds a failing request takes before its 503")
         ->check(CLI::Range(0.0, 600000.0))
         ->capture_default_str();
+    auto* slow_time = app.add_option("--slow-time", config.slow_ms, "milliseconds a request takes while --slow-file exists")
+                          ->check(CLI::Range(0.0, 600000.0));
+    app.add_option("--slow-file", config.slow_file,
+                   "while this file exists, each request takes --slow-time instead (a slower dependency)")
+        ->needs(slow_time);
+    slow_time->needs("--slow-file");
     app.footer(
         "\nExamples:\n"
         "  capsrv --listen 198.18.0.2:8080 --workers 4 --service-time 10      # 400 req/s\n"

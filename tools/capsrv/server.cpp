@@ -352,7 +352,7 @@ void Server::serve(const Job& job, int64_t& last_end_ns) {
 
     // The client may have given up long ago; the work is done all the same.
     bool fail = failing();
-    double ms = fail ? config_.fail_ms : config_.service_ms;
+    double ms = fail ? config_.fail_ms : slowed() ? config_.slow_ms : config_.service_ms;
     auto ns = int64_t(ms * 1e6);
     if (ns > 0 && config_.work == Work::Cpu) {
         spin_for_cpu_ns(ns);
@@ -409,6 +409,10 @@ bool Server::failing() const {
     return !config_.fail_file.empty() && access(config_.fail_file.c_str(), F_OK) == 0;
 }
 
+bool Server::slowed() const {
+    return !config_.slow_file.empty() && access(config_.slow_file.c_str(), F_OK) == 0;
+}
+
 std::string Server::stats_json() const {
     uint64_t ok = served_ok_.load(), failed = served_failed_.load();
     nlohmann::ordered_json j;
@@ -427,6 +431,7 @@ std::string Server::stats_json() const {
     else
         j["capacity_rps"] = nullptr;
     j["failing"] = failing();
+    j["slowed"] = slowed();
     j["accepted"] = accepted_.load();
     j["open_connections"] = open_connections_.load();
     j["bad_requests"] = bad_requests_.load();

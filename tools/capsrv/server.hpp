@@ -29,6 +29,8 @@ struct ServerConfig {
     int backlog = 4096;
     std::string fail_file;  // while this file exists, answer 503
     double fail_ms = 0;     // service time of a failing request
+    std::string slow_file;  // while this file exists, take slow_ms per request
+    double slow_ms = 0;
 };
 
 struct Client;
@@ -66,6 +68,7 @@ private:
     void rearm(Client* client);
     void drop(Client* client);
     bool failing() const;
+    bool slowed() const;
 
     ServerConfig config_;
     int listen_fd_ = -1;
