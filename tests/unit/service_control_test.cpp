@@ -477,6 +477,21 @@ TEST(ServiceControl, ASlowServiceThatSlowsDownSettlesAtItsConcurrency) {
   }
 }
 
+// A service slower than a quarter of the window can drain in a probe (8
+// workers x 1.6 s: a probe would last 33 ticks, the 10 s window allows 25)
+// is told once, with a window that fits.
+TEST(ServiceControl, AServiceTooSlowForTheWindowIsToldOnce) {
+  ServerSim server(8, 1600, 5 * 8 * 1000.0 / 1600, 42);
+  LoopRun r = closed_loop(server, 60);
+  EXPECT_EQ(logged(r, "web: answers take 1600 ms, too slow to drain in a probe of at most a quarter of the 10 s window"),
+            1u);
+  EXPECT_EQ(logged(r, "(a window that fits: --window 14000)"), 1u);
+  // Its probes cannot drain a queue: none may move the floor on one.
+  EXPECT_EQ(logged(r, "got slower"), 0u);
+  ServerSim fits(8, 1000, 5 * 8 * 1000.0 / 1000, 42);
+  EXPECT_EQ(logged(closed_loop(fits, 60), "too slow to drain"), 0u);
+}
+
 // A controller restarted under 5x overload: its predecessor lifts control
 // when it stops, so in the 50 ms before the successor's first tick the
 // server takes whatever comes and builds a queue. Measured against its own

@@ -130,7 +130,7 @@ class ServiceController {
                      const LogLine& log);
   bool probing() const { return probe_ticks_left_ > 0; }
   void learn_from_probe(uint64_t now_ns, double probe_rt_us, const LogLine& log);
-  int drain_probe_ticks(double floor_us) const;
+  int drain_probe_ticks(double floor_us, bool* fits = nullptr) const;
   void breaker_tick(uint64_t now_ns, const algo::TickStats& ts, const ServiceSample& s, sl_control& out,
                     const LogLine& log);
 
@@ -154,6 +154,7 @@ class ServiceController {
   uint64_t next_probe_ns_ = 0;
   uint64_t grown_ns_ = 0;  // when a refusal last grew the limit
   bool relearning_passes_ = false;  // the window was forgotten and spans too little yet
+  bool said_window_too_short_ = false;  // the log said the service is too slow for the window's probes
   int probe_ticks_left_ = 0;
   int probe_ticks_spare_ = 0;  // ticks a probe may go on while its last one has no answers to measure
   bool after_probe_ = false;  // the tick after a probe still shows its refusals
