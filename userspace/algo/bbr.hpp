@@ -104,7 +104,8 @@ public:
 	// The best mean of `span` consecutive complete buckets' passes (all of
 	// them while fewer are complete). A service slower than a bucket answers
 	// in bunches a response time apart, one bucket full and the next empty;
-	// a span of buckets as long as a response time counts its rate.
+	// a span of buckets at least as long as a response time counts its rate
+	// (the controller spans two).
 	double max_pass_over(uint64_t now_ns, uint32_t span) const;
 	// How many complete buckets the window holds (fewer after forget_window).
 	uint32_t complete_buckets(uint64_t now_ns) const;

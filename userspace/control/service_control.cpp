@@ -251,9 +251,9 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
     // one response time's worth can still hold a bunch too many).
     auto span = static_cast<uint32_t>(std::ceil(2 * *floor_us * 1000 * buckets_per_second / 1e9));
     // With the window forgotten (the floor moved), a bunch or two would
-    // count as the rate until the window spans two response times again;
-    // until then the limit holds.
-    // (A window holds at most buckets - 1 complete ones.)
+    // count as the rate until the window spans two response times again
+    // (or is full: at most buckets - 1 are complete); until then the limit
+    // holds.
     if (relearning_passes_ && bbr_->complete_buckets(now_ns) >= std::min(span, cfg.buckets - 1))
       relearning_passes_ = false;
     double max_pass = bbr_->max_pass_over(now_ns, span);
