@@ -211,6 +211,17 @@ TEST(BbrKratos, MaxPassOverASpanCountsBunchedPassesAtTheirRate)
 	EXPECT_DOUBLE_EQ(young.max_pass_over(150 * kMs, 4), 8); // bucket 0 alone is complete
 	Bbr empty(kratos_test_config());
 	EXPECT_DOUBLE_EQ(empty.max_pass_over(950 * kMs, 4), 1); // as max_pass: at least 1
+	// A slow service: 2 passes in 9 buckets is less than one a bucket, and
+	// counts as such (at least one pass in the span, not one a bucket).
+	Bbr slow(kratos_test_config());
+	for (uint64_t i = 0; i < 10; i++)
+		slow.record(i * 100 * kMs, TickStats{.completed = i == 2 || i == 7 ? 1u : 0u});
+	EXPECT_DOUBLE_EQ(slow.max_pass_over(950 * kMs, 8), 2.0 / 8);
+	EXPECT_DOUBLE_EQ(slow.max_pass_over(950 * kMs, 1), 1);
+	Bbr idle(kratos_test_config());
+	for (uint64_t i = 0; i < 10; i++)
+		idle.record(i * 100 * kMs, TickStats{});
+	EXPECT_DOUBLE_EQ(idle.max_pass_over(950 * kMs, 8), 1.0 / 8);
 }
 
 // An empty window: maxPass 1, minRT 1 -> floor(1 * 1 * 10 / 1000 + 0.5) = 0.

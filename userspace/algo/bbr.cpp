@@ -75,7 +75,10 @@ double Bbr::max_pass_over(uint64_t now_ns, uint32_t span) const
 		if (i + 1 >= span)
 			best = std::max(best, sum);
 	}
-	return std::max(1.0, static_cast<double>(best) / span);
+	// At least one pass in the span, as max_pass has one in its bucket: a
+	// floor of one a bucket would count a service slower than a bucket at
+	// a bucket's rate (a 1.2 s service at 12 in flight, whatever it holds).
+	return static_cast<double>(std::max<uint64_t>(best, 1)) / span;
 }
 
 uint32_t Bbr::complete_buckets(uint64_t now_ns) const
