@@ -226,6 +226,50 @@ TEST(AdaptiveE2eCapacity, ALateTickDoesNotInflateTheLearnedLimit)
     EXPECT_LE(worst, 0.15 * kWorkers) << trace;
 }
 
+// A service slower than the controller's tick and its buckets (8 workers x
+// 150 ms, 53 requests/s): its answers come in bunches, a few a tick, and the
+// limit must still be its concurrency (maxPass over two response times, at
+// least one pass in the span rather than one a bucket). Measured: 9 from 1 s
+// on, p99 229 ms (one second 274 ms); the controller before both read 10,
+// p99 264 ms.
+TEST(AdaptiveE2eCapacity, AServiceSlowerThanATickLearnsItsConcurrency)
+{
+    Bed bed;
+    Testbed& tb = bed.tb;
+    constexpr int kSlowMs = 150;
+    constexpr double kSlowCapacity = kWorkers * 1000.0 / kSlowMs;
+    const int seconds = 16;
+    bed.service({"--adaptive", "bbr", "--cpu-threshold", "0", "--http", "--reject", "rst"});
+    start_capsrv(tb, kPort, kWorkers, kSlowMs);
+    Controller ctl(bed.cli, "web");
+    const std::string estimate = "sluice_limit_estimate{" + kWeb + "}";
+    Load over = http_load(tb.client_ns(), bed.target, int(5 * kSlowCapacity), seconds);
+    std::vector<std::pair<double, double>> samples;
+    while (over.running() && since(over.started()) < seconds) {
+        samples.emplace_back(since(over.started()), ctl.metric(estimate));
+        std::this_thread::sleep_for(100ms);
+    }
+    const json& o = over.result();
+    std::string trace, outside;
+    for (auto [t, v] : samples) {
+        trace += fmt(" %.1f:", t) + fmt("%.0f", v);
+        if (t >= 4 && std::abs(v - kWorkers) > 0.15 * kWorkers) outside += fmt(" %.1f:", t) + fmt("%.0f", v);
+    }
+    double goodput = mean(series(o, "success"), 4, seconds);
+    std::vector<double> p99 = series(o, "p99_us");
+    double worst_p99_ms = 0;
+    for (size_t s = 4; s + 1 < p99.size(); s++) worst_p99_ms = std::max(worst_p99_ms, p99[s] / 1000);
+    numbers("8 x 150 ms at 5x: learned limit (s:limit):" + trace);
+    numbers("goodput s4-s" + std::to_string(seconds) + " " + fmt("%.1f", goodput) + "/s of " +
+            fmt("%.1f", kSlowCapacity) + ", worst p99 of a second " + fmt("%.0f", worst_p99_ms) + " ms; " +
+            describe(o));
+    EXPECT_TRUE(outside.empty()) << "outside 8 +-15% from 4 s on:" << outside << "\n" << ctl.log();
+    EXPECT_GE(goodput, 0.9 * kSlowCapacity) << describe(o);
+    // At most a service time of queue (one more than the workers admitted),
+    // with room for the scheduler: 229-274 ms measured.
+    EXPECT_LE(worst_p99_ms, 2.5 * kSlowMs) << describe(o);
+}
+
 // A server that gets slower under 5x overload (a slower dependency: 20 -> 32
 // ms a request, capacity 400 -> 250/s). Once the window forgot the faster
 // passes, Little's law with the old floor would hold it at 5 of its 8
