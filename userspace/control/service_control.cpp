@@ -130,7 +130,7 @@ void ServiceController::split_levels(uint64_t learned, uint32_t (&out)[SL_LEVELS
  * window. So a slow probe asks for another soon, and the second in a row
  * moves the floor. The passes measured at the old speed go with it: times
  * the new floor, they would count more in flight than the slower service
- * holds.
+ * holds; the limit holds until the window has passes enough again.
  */
 void ServiceController::learn_from_probe(uint64_t now_ns, double probe_rt_us, const LogLine& log) {
   auto floor_us = rt_floor_.min(now_ns);
@@ -192,9 +192,10 @@ int ServiceController::drain_probe_ticks(double floor_us, bool* fits) const {
  * limit follows Little's law while response times show a queue at the
  * service (or before anything was learned); while they show none and the
  * kernel still refuses work, the limit is in the way of load the service
- * could take, and it grows by sqrt(L) a tick (Gradient2's queue allowance),
- * by doubling before the service ever showed a queue (slow start); and it
- * stays at least twice the concurrency it sees, room for bursts.
+ * could take, and it grows by sqrt(L) a step (Gradient2's queue allowance),
+ * by doubling before the service ever showed a queue (slow start), a step
+ * at most every tick and every response time; and it stays at least twice
+ * the concurrency it sees, room for bursts.
  */
 uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share, int64_t cpu,
                                       bool kernel_dropped, const LogLine& log) {
