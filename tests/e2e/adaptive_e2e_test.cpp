@@ -101,6 +101,27 @@ struct Bed {
     }
 };
 
+// The service of the capacity tests: BBR always applied, requests seen
+// (HTTP), refusals answered with an RST.
+const std::vector<std::string> kAdaptiveService = {"--adaptive", "bbr", "--cpu-threshold", "0",
+                                                   "--http",     "--reject", "rst"};
+const std::string kEstimate = "sluice_limit_estimate{" + kWeb + "}";
+
+// Waits until the learned limit has settled: a full second (ten samples)
+// within 15% of the workers, the start-up overshoot over.
+::testing::AssertionResult limit_settles(const Controller& ctl)
+{
+    int settled = 0;
+    if (await(
+            [&] {
+                settled = std::abs(ctl.metric(kEstimate) - kWorkers) <= 0.15 * kWorkers ? settled + 1 : 0;
+                return settled >= 10;
+            },
+            6s))
+        return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "the learned limit did not settle near " << kWorkers << "\n" << ctl.log();
+}
+
 // ---- 1. capacity learning under 5x overload --------------------------------------
 
 TEST(AdaptiveE2eCapacity, LearnsTheLimitAndKeepsGoodputUnderFiveTimesOverload)
@@ -119,7 +140,7 @@ TEST(AdaptiveE2eCapacity, LearnsTheLimitAndKeepsGoodputUnderFiveTimesOverload)
     }
     numbers("without sluice, 5x: " + describe(bare));
 
-    bed.service({"--adaptive", "bbr", "--cpu-threshold", "0", "--http", "--reject", "rst"});
+    bed.service(kAdaptiveService);
     start_capsrv(tb, kPort, kWorkers, kServiceMs);
 
     // The server's unloaded p99, at half its capacity, before the controller
@@ -136,7 +157,7 @@ TEST(AdaptiveE2eCapacity, LearnsTheLimitAndKeepsGoodputUnderFiveTimesOverload)
     Load over = http_load(tb.client_ns(), bed.target, overload, seconds);
     std::vector<std::pair<double, double>> estimate;  // (s since the load began, limit)
     while (over.running() && since(over.started()) < seconds) {
-        estimate.emplace_back(since(over.started()), ctl.metric("sluice_limit_estimate{" + kWeb + "}"));
+        estimate.emplace_back(since(over.started()), ctl.metric(kEstimate));
         std::this_thread::sleep_for(100ms);
     }
     const json& o = over.result();
@@ -195,27 +216,18 @@ TEST(AdaptiveE2eCapacity, ALateTickDoesNotInflateTheLearnedLimit)
 {
     Bed bed;
     Testbed& tb = bed.tb;
-    bed.service({"--adaptive", "bbr", "--cpu-threshold", "0", "--http", "--reject", "rst"});
+    bed.service(kAdaptiveService);
     start_capsrv(tb, kPort, kWorkers, kServiceMs);
     Controller ctl(bed.cli, "web");
-    const std::string estimate = "sluice_limit_estimate{" + kWeb + "}";
     Load over = http_load(tb.client_ns(), bed.target, int(5 * kCapacity), 8);
-    // Settled: a full second within the tolerance (the start-up overshoot over).
-    int settled = 0;
-    ASSERT_TRUE(await(
-        [&] {
-            settled = std::abs(ctl.metric(estimate) - kWorkers) <= 0.15 * kWorkers ? settled + 1 : 0;
-            return settled >= 10;
-        },
-        6s))
-        << ctl.log();
+    ASSERT_TRUE(limit_settles(ctl));
     ctl.process().signal(SIGSTOP);
     std::this_thread::sleep_for(400ms);
     ctl.process().signal(SIGCONT);
     std::string trace;
     double worst = 0;
     for (auto t0 = Clock::now(); since(t0) < 3;) {
-        double v = ctl.metric(estimate);
+        double v = ctl.metric(kEstimate);
         trace += fmt(" %.0f", v);
         worst = std::max(worst, std::abs(v - kWorkers));
         std::this_thread::sleep_for(100ms);
@@ -239,14 +251,13 @@ TEST(AdaptiveE2eCapacity, AServiceSlowerThanATickLearnsItsConcurrency)
     constexpr int kSlowMs = 150;
     constexpr double kSlowCapacity = kWorkers * 1000.0 / kSlowMs;
     const int seconds = 16;
-    bed.service({"--adaptive", "bbr", "--cpu-threshold", "0", "--http", "--reject", "rst"});
+    bed.service(kAdaptiveService);
     start_capsrv(tb, kPort, kWorkers, kSlowMs);
     Controller ctl(bed.cli, "web");
-    const std::string estimate = "sluice_limit_estimate{" + kWeb + "}";
     Load over = http_load(tb.client_ns(), bed.target, int(5 * kSlowCapacity), seconds);
     std::vector<std::pair<double, double>> samples;
     while (over.running() && since(over.started()) < seconds) {
-        samples.emplace_back(since(over.started()), ctl.metric(estimate));
+        samples.emplace_back(since(over.started()), ctl.metric(kEstimate));
         std::this_thread::sleep_for(100ms);
     }
     const json& o = over.result();
@@ -283,19 +294,11 @@ TEST(AdaptiveE2eCapacity, AServerThatSlowsDownKeepsItsConcurrency)
     Testbed& tb = bed.tb;
     const std::string slow = bed.cli.scratch().file("slow");
     constexpr double kSlowerMs = 32, kSlowerCapacity = kWorkers * 1000.0 / kSlowerMs;  // 250/s
-    bed.service({"--adaptive", "bbr", "--cpu-threshold", "0", "--http", "--reject", "rst"});
+    bed.service(kAdaptiveService);
     start_capsrv(tb, kPort, kWorkers, kServiceMs, {"--slow-file", slow, "--slow-time", fmt("%.0f", kSlowerMs)});
     Controller ctl(bed.cli, "web");
-    const std::string estimate = "sluice_limit_estimate{" + kWeb + "}";
     Load over = http_load(tb.client_ns(), bed.target, int(5 * kCapacity), 30);
-    int settled = 0;
-    ASSERT_TRUE(await(
-        [&] {
-            settled = std::abs(ctl.metric(estimate) - kWorkers) <= 0.15 * kWorkers ? settled + 1 : 0;
-            return settled >= 10;
-        },
-        6s))
-        << ctl.log();
+    ASSERT_TRUE(limit_settles(ctl));
     // Into the window: the slowdown does not meet the first drain probe.
     std::this_thread::sleep_for(3s);
 
@@ -307,7 +310,7 @@ TEST(AdaptiveE2eCapacity, AServerThatSlowsDownKeepsItsConcurrency)
     std::string waiting;
     ASSERT_TRUE(await(
         [&] {
-            waiting += fmt(" %.0f", ctl.metric(estimate));
+            waiting += fmt(" %.0f", ctl.metric(kEstimate));
             return ctl.logged_at("web: the service got slower").has_value();
         },
         14s, 500ms))
@@ -326,7 +329,7 @@ TEST(AdaptiveE2eCapacity, AServerThatSlowsDownKeepsItsConcurrency)
     std::string trace;
     double worst = 0;
     while (since(over.started()) < from_s + 5) {
-        double v = ctl.metric(estimate);
+        double v = ctl.metric(kEstimate);
         trace += fmt(" %.0f", v);
         worst = std::max(worst, std::abs(v - kWorkers));
         std::this_thread::sleep_for(100ms);
@@ -353,7 +356,7 @@ TEST(AdaptiveE2eCapacity, ShedsNothingAtHalfCapacityAfterTheColdStart)
 {
     Bed bed;
     Testbed& tb = bed.tb;
-    bed.service({"--adaptive", "bbr", "--cpu-threshold", "0", "--http", "--reject", "rst"});
+    bed.service(kAdaptiveService);
     start_capsrv(tb, kPort, kWorkers, kServiceMs);
     Controller ctl(bed.cli, "web");
     json l = http_load(tb.client_ns(), bed.target, int(kCapacity / 2), 8).result();
@@ -526,9 +529,8 @@ const std::vector<std::string> kFailOpenService = {"--adaptive", "bbr", "--cpu-t
 // what sheds: refusals for "inflight" at a good part of the excess.
 ::testing::AssertionResult adaptive_limit_sheds(const SluiceCli& cli, const Controller& ctl)
 {
-    const std::string estimate = "sluice_limit_estimate{" + kWeb + "}";
-    if (!await([&] { return ctl.metric(estimate) >= 0.85 * kWorkers; }, 5s))
-        return ::testing::AssertionFailure() << "no limit learned: " << ctl.metric(estimate) << "\n" << ctl.log();
+    if (!await([&] { return ctl.metric(kEstimate) >= 0.85 * kWorkers; }, 5s))
+        return ::testing::AssertionFailure() << "no limit learned: " << ctl.metric(kEstimate) << "\n" << ctl.log();
     Counts a = counts(cli, "web"), b;
     bool ok = await(
         [&] {
@@ -663,7 +665,7 @@ TEST(AdaptiveE2ePriority, LevelTwoIsShedBeforeLevelZero)
     tb.add_client_address(bronze);
     bed.cli.must({"tenant", "add", "gold", "--prefix", gold + "/32", "--level", "0"});
     bed.cli.must({"tenant", "add", "bronze", "--prefix", bronze + "/32", "--level", "2"});
-    bed.service({"--adaptive", "bbr", "--cpu-threshold", "0", "--http", "--reject", "rst"});
+    bed.service(kAdaptiveService);
     start_capsrv(tb, kPort, kWorkers, kServiceMs);
     Controller ctl(bed.cli, "web");
 
@@ -673,7 +675,7 @@ TEST(AdaptiveE2ePriority, LevelTwoIsShedBeforeLevelZero)
     std::string trace;  // (s: learned limit / in flight)
     while (g.running() && since(g.started()) < seconds) {
         std::string page = ctl.page();
-        trace += fmt(" %.1f:", since(g.started())) + fmt("%.0f/", *sample(page, "sluice_limit_estimate{" + kWeb + "}")) +
+        trace += fmt(" %.1f:", since(g.started())) + fmt("%.0f/", *sample(page, kEstimate)) +
                  fmt("%.0f", *sample(page, "sluice_inflight{" + kWeb + "}"));
         std::this_thread::sleep_for(200ms);
     }

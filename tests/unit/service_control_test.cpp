@@ -430,7 +430,7 @@ TEST(ServiceControl, AHiccupDuringADrainProbeDoesNotRaiseTheLimit) {
 // response times and a tick. And their answers come in bunches a response
 // time apart, one bucket full and the next empty: maxPass, the best single
 // bucket, counted a bunch as the rate (200 ms: 10, 400 ms: 20-47), so it is
-// taken over buckets as long as a response time.
+// taken over buckets as long as two response times.
 TEST(ServiceControl, ASlowServiceIsProbedAndCountedOverItsResponseTime) {
   for (int service_ms : {100, 200, 400}) {
     ServerSim server(8, service_ms, 5 * 8 * 1000.0 / service_ms, 42);
@@ -454,6 +454,8 @@ TEST(ServiceControl, ASlowServiceIsProbedAndCountedOverItsResponseTime) {
 //   service, once its floor was right, was stepped into a queue of seconds
 //   (a bunch in the first few buckets counted as its rate), which the next
 //   probes took for a slower service, up to a floor of 25 s.
+// - maxPass over a span has at least one pass in the span, not one a bucket
+//   (that counted the 1.2 s service at 12 in flight).
 TEST(ServiceControl, ASlowServiceThatSlowsDownSettlesAtItsConcurrency) {
   for (uint64_t seed : {42, 2}) {
     for (int tenths : {16, 30}) {

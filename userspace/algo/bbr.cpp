@@ -65,7 +65,7 @@ double Bbr::max_pass_over(uint64_t now_ns, uint32_t span) const
 	std::vector<uint64_t> passes;
 	window_.for_each_complete(now_ns, [&](const Bucket &b) { passes.push_back(b.passes); });
 	if (passes.empty())
-		return 1;
+		return 1.0 / std::max<uint32_t>(span, 1); // at least one pass in the span (below)
 	span = std::clamp<uint32_t>(span, 1, static_cast<uint32_t>(passes.size()));
 	uint64_t sum = 0, best = 0;
 	for (size_t i = 0; i < passes.size(); i++) {

@@ -137,8 +137,7 @@ void ServiceController::learn_from_probe(uint64_t now_ns, double probe_rt_us, co
   // Answers so slow that no probe (at most a quarter of the window) could
   // drain their queue cannot tell a slower service from that queue. (Less
   // the margin a drained queue may still leave, as for queueing itself.)
-  bool could_drain = true;
-  drain_probe_ticks(probe_rt_us / kQueueingEnter, &could_drain);
+  bool could_drain = drain_ticks_wanted(probe_rt_us / kQueueingEnter) <= drain_ticks_most();
   if (!floor_us || probe_rt_us <= *floor_us * kQueueingEnter || !could_drain) {
     slow_probe_rt_us_ = 0;
     return;
@@ -170,18 +169,24 @@ void ServiceController::learn_from_probe(uint64_t now_ns, double probe_rt_us, co
   relearning_passes_ = true;
 }
 
-// How many ticks a drain probe lasts for a service answering in `floor_us`
+// How many ticks a drain probe wants for a service answering in `rt_us`
 // without a queue. The queue drains within about one response time, the
 // requests admitted after that answer one more later, and the probe's last
-// tick, its measurement, must count only those: at least two ticks, longer
-// for slow services, and at most a quarter of the window (`fits` says
-// whether that was enough).
-int ServiceController::drain_probe_ticks(double floor_us, bool* fits) const {
-  double tick_ns = static_cast<double>(std::max<uint64_t>(tick_ns_, 1));
-  double wanted = 1 + std::ceil(2 * floor_us * 1000 / tick_ns);
-  double most = std::floor(static_cast<double>(bbr_->config().window_ns) / 4 / tick_ns);
-  if (fits) *fits = wanted <= most;
-  return static_cast<int>(std::max<double>(kProbeTicks, std::min(wanted, most)));
+// tick, its measurement, must count only those.
+double ServiceController::drain_ticks_wanted(double rt_us) const {
+  return 1 + std::ceil(2 * rt_us * 1000 / static_cast<double>(std::max<uint64_t>(tick_ns_, 1)));
+}
+
+// The longest a probe may last: a quarter of the window.
+double ServiceController::drain_ticks_most() const {
+  return std::floor(static_cast<double>(bbr_->config().window_ns) / 4 /
+                    static_cast<double>(std::max<uint64_t>(tick_ns_, 1)));
+}
+
+// A drain probe's length: what it wants, at least two ticks, at most a
+// quarter of the window.
+int ServiceController::drain_probe_ticks(double rt_us) const {
+  return static_cast<int>(std::max<double>(kProbeTicks, std::min(drain_ticks_wanted(rt_us), drain_ticks_most())));
 }
 
 /*
@@ -308,16 +313,16 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
     bool confirming = slow_probe_rt_us_ && now_ns <= slow_probe_until_ns_;
     probe_ticks_left_ = drain_probe_ticks(confirming ? std::max(floor_us_now, slow_probe_rt_us_) : floor_us_now);
     probe_ticks_spare_ = probe_ticks_left_;
-    // A service too slow for that cannot be probed: say once what would fit.
-    bool floor_fits = true;
-    drain_probe_ticks(floor_us_now, &floor_fits);
+    // A service too slow for that cannot be probed: say once what would fit
+    // (four times the probe it wants, to the second).
+    bool floor_fits = drain_ticks_wanted(floor_us_now) <= drain_ticks_most();
     if (!floor_fits && !said_window_too_short_) {
+      double fitting_s = std::ceil(4 * drain_ticks_wanted(floor_us_now) * static_cast<double>(tick_ns_) / 1e9);
       char line[240];
       snprintf(line, sizeof(line),
                ": answers take %.0f ms, too slow to drain in a probe of at most a quarter of the %.0f s window; "
                "the learned limit will be imprecise (a window that fits: --window %.0f)",
-               floor_us_now / 1000, static_cast<double>(bbr_->config().window_ns) / 1e9,
-               1000 * std::ceil(4 * (2 * floor_us_now / 1e6 + static_cast<double>(tick_ns_) / 1e9)));
+               floor_us_now / 1000, static_cast<double>(bbr_->config().window_ns) / 1e9, 1000 * fitting_s);
       log(name_ + line);
     }
     said_window_too_short_ = !floor_fits;

@@ -130,7 +130,9 @@ class ServiceController {
                      const LogLine& log);
   bool probing() const { return probe_ticks_left_ > 0; }
   void learn_from_probe(uint64_t now_ns, double probe_rt_us, const LogLine& log);
-  int drain_probe_ticks(double floor_us, bool* fits = nullptr) const;
+  double drain_ticks_wanted(double rt_us) const;
+  double drain_ticks_most() const;
+  int drain_probe_ticks(double rt_us) const;
   void breaker_tick(uint64_t now_ns, const algo::TickStats& ts, const ServiceSample& s, sl_control& out,
                     const LogLine& log);
 
