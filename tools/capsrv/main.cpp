@@ -90,6 +90,11 @@ int main(int argc, char** argv) {
     app.add_option("--service-time", config.service_ms, "milliseconds each request takes (fractions allowed)")
         ->required()
         ->check(CLI::Range(0.0, 600000.0));
+    app.add_option("--service-spread", config.spread,
+                   "how much each request's time varies: its coefficient of variation around the mean "
+                   "(0: exact; 1: as much as an exponential distribution), drawn from a gamma distribution")
+        ->check(CLI::Range(0.0, 4.0))
+        ->capture_default_str();
     app.add_option("--work", work,
                    "sleep: nanosleep (capacity independent of CPUs); cpu: burn the thread's CPU time "
                    "(capacity also bounded by the CPUs)")

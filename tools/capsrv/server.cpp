@@ -325,9 +325,10 @@ void Server::enqueue(Job job) {
     queue_ready_.notify_one();
 }
 
-void Server::worker_main(unsigned) {
+void Server::worker_main(unsigned index) {
     prctl(PR_SET_TIMERSLACK, 1000UL);  // sleep mode: keep service times exact
     int64_t last_end_ns = 0;
+    std::mt19937_64 rng(0x5eed0000u + index);  // --service-spread: the same draws every run
     for (;;) {
         Job job;
         {
@@ -339,12 +340,12 @@ void Server::worker_main(unsigned) {
             queue_length_.store(queue_.size(), std::memory_order_relaxed);
             ++busy_workers_;
         }
-        serve(job, last_end_ns);
+        serve(job, last_end_ns, rng);
         --busy_workers_;
     }
 }
 
-void Server::serve(const Job& job, int64_t& last_end_ns) {
+void Server::serve(const Job& job, int64_t& last_end_ns, std::mt19937_64& rng) {
     int64_t now = monotonic_ns();
     uint64_t waited = uint64_t(now - job.enqueued_ns);
     queue_wait_total_ns_ += waited;
@@ -353,6 +354,10 @@ void Server::serve(const Job& job, int64_t& last_end_ns) {
     // The client may have given up long ago; the work is done all the same.
     bool fail = failing();
     double ms = fail ? config_.fail_ms : slowed() ? config_.slow_ms : config_.service_ms;
+    if (config_.spread > 0 && ms > 0) {
+        double shape = 1 / (config_.spread * config_.spread);
+        ms = std::gamma_distribution<double>(shape, ms / shape)(rng);
+    }
     auto ns = int64_t(ms * 1e6);
     if (ns > 0 && config_.work == Work::Cpu) {
         spin_for_cpu_ns(ns);
@@ -425,6 +430,7 @@ std::string Server::stats_json() const {
     j["busy_workers"] = busy_workers_.load();
     j["workers"] = config_.workers;
     j["service_time_ms"] = config_.service_ms;
+    j["service_spread"] = config_.spread;
     j["work"] = config_.work == Work::Cpu ? "cpu" : "sleep";
     if (config_.service_ms > 0)
         j["capacity_rps"] = config_.workers * 1000.0 / config_.service_ms;

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,6 +32,9 @@ struct ServerConfig {
     double fail_ms = 0;     // service time of a failing request
     std::string slow_file;  // while this file exists, take slow_ms per request
     double slow_ms = 0;
+    // Each request's time varies around its mean with this coefficient of
+    // variation (a gamma distribution; 0: every request takes exactly it).
+    double spread = 0;
 };
 
 struct Client;
@@ -63,7 +67,7 @@ private:
     void enqueue(Job job);
     bool answer_inline(Client* client, int status, const std::string& body, bool keep_alive);
     void worker_main(unsigned index);
-    void serve(const Job& job, int64_t& last_end_ns);
+    void serve(const Job& job, int64_t& last_end_ns, std::mt19937_64& rng);
     void resume(Client* client);  // a worker is done with a kept-alive client
     void rearm(Client* client);
     void drop(Client* client);
