@@ -9,6 +9,9 @@ namespace sluice::control {
 namespace {
 
 constexpr uint64_t kMsNs = 1'000'000;
+// How much the smoothed response time weighs each tick (an EWMA): it holds
+// about (2 - w) / w ticks' answers.
+constexpr double kRecentWeight = 0.3;
 
 uint8_t kernel_state_of(algo::BreakerState s) {
   return s == algo::BreakerState::kOpen ? SL_BREAKER_OPEN
@@ -28,29 +31,19 @@ uint64_t slow_responses(const sl_obs_counters& d, uint32_t threshold_ms) {
 
 }  // namespace
 
-void SlidingMin::add(uint64_t now_ns, double value) {
-  while (!values_.empty() && values_.back().second >= value) values_.pop_back();
-  values_.emplace_back(now_ns, value);
-}
-
-std::optional<double> SlidingMin::min(uint64_t now_ns) {
-  while (!values_.empty() && now_ns - values_.front().first > horizon_ns_) values_.pop_front();
-  if (values_.empty()) return std::nullopt;
-  return values_.front().second;
-}
-
 ServiceController::ServiceController(std::string name, const policy::Tuning& t, uint64_t now_ns, Inherited inherited)
-    : name_(std::move(name)), tuning_(t) {
+    : name_(std::move(name)),
+      tuning_(t),
+      floor_(kRtFloorWindows * uint64_t{t.window_ms} * kMsNs, uint64_t{t.window_ms} * kMsNs / 4, kSettleNs) {
   uint64_t window_ns = uint64_t{t.window_ms} * kMsNs;
   inherited_ = inherited.limit;
   inherited_until_ns_ = now_ns + window_ns;
-  rt_floor_ = SlidingMin(kRtFloorWindows * window_ns);
   saturated_once_ = inherited.saturated;
   // The first drain probe measures the floor; an inherited one is fresh, so
   // the next probe is a window away, as it was for the predecessor.
   next_probe_ns_ = now_ns + kFirstProbeNs;
   if (inherited.rt_floor_us) {
-    rt_floor_.add(now_ns, static_cast<double>(inherited.rt_floor_us));
+    floor_.add_known(now_ns, static_cast<double>(inherited.rt_floor_us), false);
     next_probe_ns_ = now_ns + window_ns;
   }
   switch (t.adaptive) {
@@ -132,14 +125,20 @@ void ServiceController::split_levels(uint64_t learned, uint32_t (&out)[SL_LEVELS
  * the new floor, they would count more in flight than the slower service
  * holds; the limit holds until the window has passes enough again.
  */
-void ServiceController::learn_from_probe(uint64_t now_ns, double probe_rt_us, const LogLine& log) {
-  auto floor_us = rt_floor_.min(now_ns);
+void ServiceController::learn_from_probe(uint64_t now_ns, double probe_rt_us, uint64_t answers, const LogLine& log) {
+  auto floor_us = floor_.value(now_ns);
   // Answers so slow that no probe (at most a quarter of the window) could
   // drain their queue cannot tell a slower service from that queue. (Less
   // the margin a drained queue may still leave, as for queueing itself.)
   bool could_drain = drain_ticks_wanted(probe_rt_us / kQueueingEnter) <= drain_ticks_most();
-  if (!floor_us || probe_rt_us <= *floor_us * kQueueingEnter || !could_drain) {
+  double chance = kChanceZ * floor_.standard_error(static_cast<double>(answers));
+  if (!floor_us || probe_rt_us * (1 - chance) <= *floor_us * kQueueingEnter || !could_drain) {
     slow_probe_rt_us_ = 0;
+    // Far faster than the floor: the floor held a queue, and so did the
+    // limit the probe halved, which may have left some of it. The next
+    // probe comes soon and drains from the lower limit.
+    if (floor_us && probe_rt_us * (1 + chance) * kQueueingEnter < *floor_us)
+      next_probe_ns_ = std::min(next_probe_ns_, now_ns + kConfirmProbeNs);
     return;
   }
   char line[200];
@@ -161,8 +160,7 @@ void ServiceController::learn_from_probe(uint64_t now_ns, double probe_rt_us, co
   snprintf(line, sizeof(line), ": the service got slower: floor %.1f -> %.1f ms (two drain probes agree)",
            *floor_us / 1000, slower_us / 1000);
   log(name_ + line);
-  rt_floor_.reset();
-  rt_floor_.add(now_ns, slower_us);
+  floor_.add_known(now_ns, slower_us, true);
   recent_rt_us_ = slower_us;
   queueing_ = false;
   bbr_->forget_window();
@@ -202,8 +200,8 @@ int ServiceController::drain_probe_ticks(double rt_us) const {
  * at most every tick and every response time; and it stays at least twice
  * the concurrency it sees, room for bursts.
  */
-uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share, int64_t cpu,
-                                      bool kernel_dropped, const LogLine& log) {
+uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts, const sl_obs_counters& answers,
+                                      double bucket_share, int64_t cpu, bool kernel_dropped, const LogLine& log) {
   // maxPass is a max over buckets: a tick covering more than a bucket's
   // time (a late tick, a stalled controller) must count as one bucket's.
   algo::TickStats scaled = ts;
@@ -234,28 +232,48 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   // This tick counted the probe's last interval: the queue had drained.
   bool probe_ended = after_probe_ && !probing();
 
-  uint64_t littles = d.max_in_flight;
+  // Until the floor is known (kSettleNs), nothing is learned: the limit
+  // stays where it starts.
+  uint64_t littles = 0;
   double tick_rt = 0;
   if (ts.rt_samples) {
     tick_rt = static_cast<double>(ts.rt_sum_us) / static_cast<double>(ts.rt_samples);
-    if (probe_ended) learn_from_probe(now_ns, tick_rt, log);
-    rt_floor_.add(now_ns, tick_rt);
+    if (probe_ended) learn_from_probe(now_ns, tick_rt, ts.rt_samples, log);
+    ResponseFloor::Tick kind = probe_ended  ? ResponseFloor::Tick::kDrained
+                               : probe_ticks ? ResponseFloor::Tick::kDraining
+                               : queueing_   ? ResponseFloor::Tick::kQueued
+                                             : ResponseFloor::Tick::kFree;
+    floor_.observe(now_ns, kind, static_cast<double>(ts.rt_sum_us), ts.rt_samples, answers);
     // Slow enough that one bursty tick is not a queue; real overload raises
     // response times several-fold and shows within a few ticks. A probe's
     // drained ticks teach the floor, not what the service usually sees.
-    if (!probe_ticks) recent_rt_us_ = recent_rt_us_ ? 0.7 * recent_rt_us_ + 0.3 * tick_rt : tick_rt;
+    if (!probe_ticks) {
+      recent_rt_us_ = recent_rt_us_ ? (1 - kRecentWeight) * recent_rt_us_ + kRecentWeight * tick_rt : tick_rt;
+      double n = static_cast<double>(ts.rt_samples);
+      answers_per_tick_ = answers_per_tick_ ? 0.9 * answers_per_tick_ + 0.1 * n : n;
+    }
   }
+  // The response times as low as chance could have made them: answers that
+  // vary make slow ticks without a queue, and the tests below must not take
+  // them for one.
+  auto at_least = [&](double rt_us, double answers) {
+    return rt_us * (1 - std::min(0.5, kChanceZ * floor_.standard_error(answers)));
+  };
+  double recent_low = at_least(recent_rt_us_, answers_per_tick_ * (2 - kRecentWeight) / kRecentWeight);
+  double tick_low = at_least(tick_rt, static_cast<double>(ts.rt_samples));
   bool floor_known = false;
   double floor_us_now = 0;
-  if (auto floor_us = rt_floor_.min(now_ns)) {
+  if (auto floor_us = floor_.value(now_ns)) {
     floor_known = true;
     floor_us_now = *floor_us;
     const algo::BbrConfig& cfg = bbr_->config();
     double buckets_per_second = cfg.buckets * 1e9 / static_cast<double>(cfg.window_ns);
     // Over buckets as long as two response times: a slow service's answers
     // come in bunches (one bucket's max would count a bunch as its rate, and
-    // one response time's worth can still hold a bunch too many).
-    auto span = static_cast<uint32_t>(std::ceil(2 * *floor_us * 1000 * buckets_per_second / 1e9));
+    // one response time's worth can still hold a bunch too many). A floor a
+    // twentieth of a bucket past a boundary needs no bucket more: that much
+    // is the floor's own imprecision.
+    auto span = static_cast<uint32_t>(std::ceil(2 * *floor_us * 1000 * buckets_per_second / 1e9 - 0.05));
     // With the window forgotten (the floor moved), a bunch or two would
     // count as the rate until the window spans two response times again
     // (or is full: at most buckets - 1 are complete); until then the limit
@@ -269,9 +287,12 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
     // of CPU slows a lightly loaded service too. Only while the limit binds
     // (work refused, or in flight up to the learned limit) does a slowdown
     // mean that admitting more would only queue.
+    // And until it is known how much answers vary, slow answers may be
+    // chance: the queue is judged against a floor whose precision is known.
     bool binding = kernel_dropped || (learned_ && ts.in_flight >= learned_);
-    if (!probe_ticks && !queueing_ && binding && recent_rt_us_ > *floor_us * kQueueingEnter) queueing_ = true;
-    if (!probe_ticks && queueing_ && recent_rt_us_ < *floor_us * kQueueingLeave) queueing_ = false;
+    bool judged = floor_.spread().has_value();
+    if (!probe_ticks && !queueing_ && binding && judged && recent_low > *floor_us * kQueueingEnter) queueing_ = true;
+    if (!probe_ticks && queueing_ && recent_low < *floor_us * kQueueingLeave) queueing_ = false;
   }
   saturated_once_ |= queueing_;
 
@@ -281,7 +302,7 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   // HyStart leaves slow start on rising delay too). Until the service first
   // shows a queue the limit doubles (as TCP's slow start), after that it
   // grows by sqrt(L). (The latest tick itself: the smoothed time lags.)
-  bool flat = floor_known && std::max(tick_rt, recent_rt_us_) <= floor_us_now * kSlowStartExit;
+  bool flat = floor_known && std::max(tick_low, recent_low) <= floor_us_now * kSlowStartExit;
   uint64_t step = !flat              ? 0
                   : !saturated_once_ ? std::max<uint64_t>(1, learned_)
                                      : std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(std::sqrt(learned_))));
@@ -334,9 +355,9 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   return view_.armed ? std::max<uint64_t>(learned_, 1) : 0;
 }
 
-uint64_t ServiceController::adaptive_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share,
-                                           int64_t cpu, bool kernel_dropped, const LogLine& log) {
-  if (bbr_) return bbr_limit(now_ns, ts, bucket_share, cpu, kernel_dropped, log);
+uint64_t ServiceController::adaptive_limit(uint64_t now_ns, const algo::TickStats& ts, const sl_obs_counters& answers,
+                                           double bucket_share, int64_t cpu, bool kernel_dropped, const LogLine& log) {
+  if (bbr_) return bbr_limit(now_ns, ts, answers, bucket_share, cpu, kernel_dropped, log);
   if (aimd_) {
     view_.estimate = aimd_->record(ts);
     view_.armed = true;
@@ -404,7 +425,7 @@ sl_control ServiceController::tick(uint64_t now_ns, const ServiceSample& s, int6
   uint64_t before = view_.estimate;
   bool was_armed = view_.armed;
   uint64_t learned =
-      adaptive_limit(now_ns, ts, bucket_share, cpu_permille, s.shed_delta.shed[SL_R_INFLIGHT] > 0, log);
+      adaptive_limit(now_ns, ts, d, bucket_share, cpu_permille, s.shed_delta.shed[SL_R_INFLIGHT] > 0, log);
   if (learned && probing()) {
     for (uint32_t& level : out.max_inflight) level = static_cast<uint32_t>(std::max<uint64_t>(1, learned / 2));
   } else {

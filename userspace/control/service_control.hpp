@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -16,6 +15,7 @@
 #include "algo/breaker.hpp"
 #include "algo/gradient.hpp"
 #include "algo/sre_throttle.hpp"
+#include "control/response_floor.hpp"
 #include "kernel/observation.hpp"
 #include "policy/policy.hpp"
 #include "sluice/abi.h"
@@ -44,19 +44,6 @@ struct ServiceView {
 
 using LogLine = std::function<void(const std::string&)>;
 
-// The smallest value seen over a sliding time horizon (a monotonic deque).
-class SlidingMin {
- public:
-  explicit SlidingMin(uint64_t horizon_ns) : horizon_ns_(horizon_ns) {}
-  void add(uint64_t now_ns, double value);
-  std::optional<double> min(uint64_t now_ns);
-  void reset() { values_.clear(); }
-
- private:
-  uint64_t horizon_ns_;
-  std::deque<std::pair<uint64_t, double>> values_;  // increasing values, increasing times
-};
-
 // How many BBR windows the queue-free response time is remembered (a
 // drain probe refreshes it every window while a queue persists).
 inline constexpr uint64_t kRtFloorWindows = 2;
@@ -72,6 +59,10 @@ inline constexpr int kProbeTicks = 2;  // at least
 // the next probe comes this soon, and only two slow probes in a row move the
 // floor.
 inline constexpr uint64_t kConfirmProbeNs = 500'000'000;
+// A service's first ten response times (at most this long) give no
+// response-time floor (the slow ones are still running: see ResponseFloor),
+// and the limit learns nothing yet.
+inline constexpr uint64_t kSettleNs = 1'000'000'000;
 // Where the limit starts before anything is known: low enough that an
 // overload starting with the controller cannot queue deep, high enough not
 // to clip light traffic while it learns.
@@ -85,6 +76,9 @@ inline constexpr double kQueueingLeave = 1.05;
 // Slow start doubles the limit only while response times stay this close to
 // the floor.
 inline constexpr double kSlowStartExit = 1.10;
+// The tests against these thresholds allow for chance: a mean of answers
+// that vary is taken this many standard errors lower (see ResponseFloor).
+inline constexpr double kChanceZ = 2;
 
 // How far above the learned limit each level may fill in-flight work (see
 // abi.h). Headroom lets a service with room show it: a limit applied at
@@ -124,12 +118,12 @@ class ServiceController {
  private:
   // The learned limit if it applies now, else 0. `bucket_share` scales the
   // tick's counts to one bucket's worth of time (see tick()).
-  uint64_t adaptive_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share, int64_t cpu,
-                          bool kernel_dropped, const LogLine& log);
-  uint64_t bbr_limit(uint64_t now_ns, const algo::TickStats& ts, double bucket_share, int64_t cpu, bool kernel_dropped,
-                     const LogLine& log);
+  uint64_t adaptive_limit(uint64_t now_ns, const algo::TickStats& ts, const sl_obs_counters& answers,
+                          double bucket_share, int64_t cpu, bool kernel_dropped, const LogLine& log);
+  uint64_t bbr_limit(uint64_t now_ns, const algo::TickStats& ts, const sl_obs_counters& answers, double bucket_share,
+                     int64_t cpu, bool kernel_dropped, const LogLine& log);
   bool probing() const { return probe_ticks_left_ > 0; }
-  void learn_from_probe(uint64_t now_ns, double probe_rt_us, const LogLine& log);
+  void learn_from_probe(uint64_t now_ns, double probe_rt_us, uint64_t answers, const LogLine& log);
   double drain_ticks_wanted(double rt_us) const;
   double drain_ticks_most() const;
   int drain_probe_ticks(double rt_us) const;
@@ -146,8 +140,9 @@ class ServiceController {
   uint64_t probe_limit_ = 0;  // kept while HALF_OPEN
   uint64_t inherited_ = 0;
   uint64_t inherited_until_ns_ = 0;
-  SlidingMin rt_floor_{0};  // per-tick mean response time, microseconds
+  ResponseFloor floor_;      // the queue-free response time, microseconds
   double recent_rt_us_ = 0;  // smoothed per-tick mean response time
+  double answers_per_tick_ = 0;  // smoothed
   bool queueing_ = false;    // response times show a queue at the service
   bool saturated_once_ = false;  // it has shown one: limits may bind from now on
   uint64_t learned_ = 0;     // the BBR limit as sluice runs it (see bbr_limit)

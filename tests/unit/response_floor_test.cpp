@@ -1,0 +1,182 @@
+// The queue-free response time a controller measures against: how much
+// answers vary (from the kernel's latency histograms), and a floor that the
+// chance lows of answers that vary do not drag down.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "control/response_floor.hpp"
+
+using namespace sluice::control;
+
+namespace {
+
+constexpr uint64_t kMs = 1'000'000;
+constexpr uint64_t kTick = 100 * kMs;
+constexpr uint64_t kHorizon = 20'000 * kMs, kPoolMost = 2'500 * kMs, kSettle = 1'000 * kMs;
+
+// One tick of `n` answers as the kernel reports them: the histogram, and
+// the exact sum. Returns the sum in microseconds.
+double answers(sl_obs_counters& tick, const std::vector<double>& ms) {
+  double sum_us = 0;
+  for (double m : ms) {
+    tick.hist[sl_hist_bucket(static_cast<uint64_t>(m * kMs))]++;
+    sum_us += m * 1000;
+  }
+  return sum_us;
+}
+
+// `n` answers of a service taking `mean_ms` on average, varying with
+// coefficient of variation `cv` (gamma-distributed, as capsrv
+// --service-spread).
+std::vector<double> draw(std::mt19937_64& rng, int n, double mean_ms, double cv) {
+  std::vector<double> out;
+  double shape = 1 / (cv * cv);
+  std::gamma_distribution<double> gamma(shape, mean_ms / shape);
+  for (int i = 0; i < n; i++) out.push_back(std::max(0.05, gamma(rng)));
+  return out;
+}
+
+}  // namespace
+
+TEST(AnswerSpread, MeasuresHowMuchAnswersVaryFromAFewATick) {
+  for (int n : {2, 4, 40})
+    for (double cv : {0.3, 1.0}) {
+      AnswerSpread spread;
+      std::mt19937_64 rng(7);
+      for (int t = 0; t < 300; t++) {
+        sl_obs_counters tick{};
+        answers(tick, draw(rng, n, 100, cv));
+        spread.add(tick);
+      }
+      ASSERT_TRUE(spread.cv().has_value());
+      EXPECT_NEAR(*spread.cv(), cv, 0.12 * cv) << n << " answers a tick";
+    }
+}
+
+TEST(AnswerSpread, IsUnknownUntilTenAnswersCame) {
+  AnswerSpread spread;
+  for (int t = 0; t < 3; t++) {
+    sl_obs_counters tick{};
+    answers(tick, {10, 12, 14});  // two degrees a tick
+    spread.add(tick);
+  }
+  EXPECT_FALSE(spread.cv().has_value());
+  for (int t = 0; t < 3; t++) {
+    sl_obs_counters tick{};
+    answers(tick, {10, 12, 14});
+    spread.add(tick);
+  }
+  EXPECT_TRUE(spread.cv().has_value());
+}
+
+// Answers all alike, and answers that waited in a queue while at least half
+// of them did not: neither is a service that varies.
+TEST(AnswerSpread, AnswersAlikeOrDelayedByAQueueDoNotVary) {
+  AnswerSpread alike, queued;
+  for (int t = 0; t < 20; t++) {
+    sl_obs_counters a{}, q{};
+    answers(a, std::vector<double>(20, 20.0));
+    answers(q, {20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 24, 27, 31, 35, 38});
+    alike.add(a);
+    queued.add(q);
+  }
+  EXPECT_EQ(alike.cv(), 0.0);
+  EXPECT_EQ(queued.cv(), 0.0);
+}
+
+// 20 s of ticks of 20 answers each, 20 ms on average with cv 1 (as an
+// exponential distribution): the least tick mean lies a third below the
+// mean; the floor within a few percent of it.
+TEST(ResponseFloor, AnswersThatVaryGiveTheirMeanNotTheLuckiestTick) {
+  for (uint64_t seed : {1, 2, 3}) {
+    ResponseFloor floor(kHorizon, kPoolMost, kSettle);
+    std::mt19937_64 rng(seed);
+    uint64_t now = 0;
+    double least_tick_ms = 1e9;
+    for (int t = 0; t < 200; t++) {
+      now += kTick;
+      sl_obs_counters tick{};
+      std::vector<double> ms = draw(rng, 20, 20, 1.0);
+      double sum_us = answers(tick, ms);
+      if (now > kSettle + kTick) least_tick_ms = std::min(least_tick_ms, sum_us / 20 / 1000);
+      floor.observe(now, ResponseFloor::Tick::kFree, sum_us, 20, tick);
+    }
+    ASSERT_TRUE(floor.value(now).has_value());
+    EXPECT_NEAR(*floor.value(now) / 1000, 20, 2) << "seed " << seed;
+    EXPECT_LT(least_tick_ms, 15) << "seed " << seed << ": the old floor";
+    EXPECT_NEAR(*floor.spread(), 1, 0.12);
+  }
+}
+
+// Answers all alike keep the least tick mean, exactly, as they always did;
+// a queue after them (slower ticks) does not raise it.
+TEST(ResponseFloor, AnswersAlikeKeepTheLeastTickMean) {
+  ResponseFloor floor(kHorizon, kPoolMost, kSettle);
+  uint64_t now = 0;
+  for (int t = 0; t < 100; t++) {
+    now += kTick;
+    sl_obs_counters tick{};
+    double ms = t < 50 ? 20 : 26;  // a queue from 5 s on
+    double sum_us = answers(tick, std::vector<double>(40, ms));
+    floor.observe(now, t < 50 ? ResponseFloor::Tick::kFree : ResponseFloor::Tick::kQueued, sum_us, 40, tick);
+  }
+  EXPECT_EQ(floor.spread(), 0.0);
+  EXPECT_DOUBLE_EQ(*floor.value(now), 20'000);
+}
+
+// The first answers of a service are its fastest (the slow ones are still
+// running): for ten of their mean response times, at most `kSettle`, they
+// give no floor.
+TEST(ResponseFloor, TheFirstAnswersGiveNoFloorForTenResponseTimes) {
+  for (double ms : {20.0, 200.0}) {
+    ResponseFloor floor(kHorizon, kPoolMost, kSettle);
+    const uint64_t settles_ns = std::min<uint64_t>(kSettle, static_cast<uint64_t>(10 * ms * kMs));
+    uint64_t now = 0, first = kTick;
+    for (int t = 0; t < 15; t++) {
+      now += kTick;
+      sl_obs_counters tick{};
+      double sum_us = answers(tick, std::vector<double>(10, ms));
+      floor.observe(now, ResponseFloor::Tick::kFree, sum_us, 10, tick);
+      EXPECT_EQ(floor.value(now).has_value(), now >= first + settles_ns) << ms << " ms, tick " << t;
+    }
+    EXPECT_DOUBLE_EQ(*floor.value(now), ms * 1000);
+  }
+}
+
+// A pool holds one state of the service: ticks at 20 ms, then a queue that
+// doubles the response time. The pool ends where the queue begins, and the
+// floor stays at the service's time.
+TEST(ResponseFloor, APoolEndsWhereTheServiceChanges) {
+  ResponseFloor floor(kHorizon, kPoolMost, kSettle);
+  std::mt19937_64 rng(5);
+  uint64_t now = 0;
+  for (int t = 0; t < 25; t++) {  // 1 s of settling, then 1.5 s of 20 ms
+    now += kTick;
+    sl_obs_counters tick{};
+    double sum_us = answers(tick, draw(rng, 20, 20, 0.6));
+    floor.observe(now, ResponseFloor::Tick::kFree, sum_us, 20, tick);
+  }
+  for (int t = 0; t < 20; t++) {  // 2 s of a queue the controller has not judged yet
+    now += kTick;
+    sl_obs_counters tick{};
+    double sum_us = answers(tick, draw(rng, 20, 40, 0.3));
+    floor.observe(now, ResponseFloor::Tick::kFree, sum_us, 20, tick);
+  }
+  ASSERT_TRUE(floor.value(now).has_value());
+  EXPECT_LT(*floor.value(now) / 1000, 23);
+}
+
+// A floor known from elsewhere: a predecessor's adds to what is measured; a
+// slowdown two probes agreed on replaces it.
+TEST(ResponseFloor, AKnownFloorAddsOrReplaces) {
+  ResponseFloor floor(kHorizon, kPoolMost, kSettle);
+  floor.add_known(0, 20'000, false);
+  EXPECT_DOUBLE_EQ(*floor.value(kTick), 20'000);
+  floor.add_known(kTick, 25'000, false);
+  EXPECT_DOUBLE_EQ(*floor.value(2 * kTick), 20'000);
+  floor.add_known(2 * kTick, 32'000, true);
+  EXPECT_DOUBLE_EQ(*floor.value(3 * kTick), 32'000);
+  EXPECT_FALSE(floor.value(3 * kTick + kHorizon).has_value()) << "it counts for the horizon";
+}

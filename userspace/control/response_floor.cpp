@@ -1,0 +1,194 @@
+#include "control/response_floor.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace sluice::control {
+
+namespace {
+
+// A pool's mean is precise enough once one standard error is this share of
+// it: the least of a few dozen such pools then sits within a few percent of
+// the truth, well inside the queueing test's 5% hysteresis.
+constexpr double kPoolPrecision = 0.03;
+// A tick whose mean differs from its pool's by more than this many standard
+// errors starts a pool of its own.
+constexpr double kChangeZ = 3;
+// Candidates enter raised by this many standard errors: the least of many
+// lands near the truth instead of below it. Probes come a window apart, so
+// few of theirs compete and one standard error will do.
+constexpr double kPoolZ = 2;
+constexpr double kProbeZ = 1;
+// A mean less precise than this says nothing about the floor. A probe's
+// measure is held to more: its last tick also counts only the answers short
+// enough to come within it, so for a slow service whose answers vary widely
+// it is low as well as imprecise.
+constexpr double kPoolErrorMost = 0.3;
+constexpr double kProbeErrorMost = 0.1;
+
+double mid_us(uint32_t bucket) {
+  uint64_t lo = sl_hist_lower_us(bucket);
+  uint64_t hi = bucket + 1 < SL_HIST_BUCKETS ? sl_hist_lower_us(bucket + 1) : lo;
+  return (static_cast<double>(lo) + static_cast<double>(hi)) / 2;
+}
+
+}  // namespace
+
+void SlidingMin::add(uint64_t now_ns, double value) {
+  while (!values_.empty() && values_.back().second >= value) values_.pop_back();
+  values_.emplace_back(now_ns, value);
+}
+
+std::optional<double> SlidingMin::min(uint64_t now_ns) {
+  while (!values_.empty() && now_ns - values_.front().first > horizon_ns_) values_.pop_front();
+  if (values_.empty()) return std::nullopt;
+  return values_.front().second;
+}
+
+void AnswerSpread::add(const sl_obs_counters& tick) {
+  squares_us2_ *= kFade;
+  faster_half_squares_us2_ *= kFade;
+  degrees_ *= kFade;
+  faster_half_degrees_ *= kFade;
+  answers_ *= kFade;
+  sum_us_ *= kFade;
+  double n = 0, sum = 0;
+  for (uint32_t b = 0; b < SL_HIST_BUCKETS; b++) {
+    n += static_cast<double>(tick.hist[b]);
+    sum += static_cast<double>(tick.hist[b]) * mid_us(b);
+  }
+  if (n < 2) return;
+  double mean = sum / n, median = 0, seen = 0;
+  for (uint32_t b = 0; b < SL_HIST_BUCKETS && !median; b++) {
+    seen += static_cast<double>(tick.hist[b]);
+    if (seen >= n / 2) median = mid_us(b);
+  }
+  bool has_faster_half = n >= 3;
+  for (uint32_t b = 0; b < SL_HIST_BUCKETS; b++) {
+    if (!tick.hist[b]) continue;
+    double count = static_cast<double>(tick.hist[b]), x = mid_us(b);
+    squares_us2_ += count * (x - mean) * (x - mean);
+    if (has_faster_half && x < median) faster_half_squares_us2_ += 2 * count * (median - x) * (median - x);
+  }
+  degrees_ += n - 1;
+  if (has_faster_half) faster_half_degrees_ += n - 1;
+  answers_ += n;
+  sum_us_ += sum;
+}
+
+std::optional<double> AnswerSpread::cv() const {
+  if (degrees_ < kKnownAfter) return std::nullopt;
+  double mean = sum_us_ / answers_;
+  // A queue delays answers and makes none faster: answers whose faster half
+  // is all alike spread by the queue's doing, not the service's.
+  if (faster_half_degrees_ >= kKnownAfter &&
+      std::sqrt(faster_half_squares_us2_ / faster_half_degrees_) / mean < kResolvable)
+    return 0;
+  double cv = std::sqrt(squares_us2_ / degrees_) / mean;
+  return cv < kResolvable ? 0 : cv;
+}
+
+ResponseFloor::ResponseFloor(uint64_t horizon_ns, uint64_t pool_most_ns, uint64_t settle_ns)
+    : candidates_(horizon_ns), horizon_ns_(horizon_ns), pool_most_ns_(pool_most_ns), settle_ns_(settle_ns) {}
+
+void ResponseFloor::observe(uint64_t now_ns, Tick kind, double sum_us, uint64_t answers,
+                            const sl_obs_counters& tick) {
+  if (!answers) return;
+  double mean_us = sum_us / static_cast<double>(answers);
+  if (!first_answer_ns_) first_answer_ns_ = now_ns;
+  if (now_ns < first_answer_ns_ + settle_ns_) {
+    settle_sum_us_ += sum_us;
+    settle_answers_ += answers;
+  }
+  // The spread of answers that waited in a queue is the queue's, and that
+  // of the first answers is too small (see settling()).
+  if (!settling(now_ns) && (kind == Tick::kFree || kind == Tick::kDrained)) spread_.add(tick);
+  std::optional<double> cv = spread();
+  if (settling(now_ns) || !cv) {
+    // Until then the least tick mean stands in (see value()).
+    unsure_.push_back({now_ns, mean_us, static_cast<double>(answers), settling(now_ns)});
+    return;
+  }
+  // The pools begin. The ticks before them are candidates too, raised by
+  // their standard error now that it is known; but the first answers' only
+  // if answers are all alike (see settling()).
+  for (const UnsureTick& t : unsure_)
+    if (*cv == 0 || !t.settling) candidates_.add(t.at_ns, t.mean_us * (1 + kPoolZ * standard_error(t.answers)));
+  unsure_.clear();
+
+  if (kind == Tick::kDraining || kind == Tick::kDrained) {
+    emit_pool(now_ns);
+    add_candidate(now_ns, mean_us, static_cast<double>(answers), kProbeZ, kProbeErrorMost);
+  } else {
+    pool(now_ns, sum_us, answers);
+  }
+}
+
+// (Once the spread is known.)
+void ResponseFloor::pool(uint64_t now_ns, double sum_us, uint64_t answers) {
+  double cv = *spread(), n = static_cast<double>(answers);
+  if (pool_answers_) {
+    double pool_n = static_cast<double>(pool_answers_);
+    double pool_mean = pool_sum_us_ / pool_n;
+    double apart = cv * std::sqrt(1 / n + 1 / pool_n);  // the standard error of the difference
+    if (std::abs(sum_us / n - pool_mean) > kChangeZ * apart * pool_mean) emit_pool(now_ns);
+  }
+  if (!pool_answers_) pool_since_ns_ = now_ns;
+  pool_sum_us_ += sum_us;
+  pool_answers_ += answers;
+  double precise_at = std::ceil(cv * cv / (kPoolPrecision * kPoolPrecision));
+  if (static_cast<double>(pool_answers_) >= precise_at || now_ns - pool_since_ns_ >= pool_most_ns_) emit_pool(now_ns);
+}
+
+void ResponseFloor::emit_pool(uint64_t now_ns) {
+  if (!pool_answers_) return;
+  double n = static_cast<double>(pool_answers_);
+  add_candidate(now_ns, pool_sum_us_ / n, n, kPoolZ, kPoolErrorMost);
+  pool_sum_us_ = 0;
+  pool_answers_ = 0;
+}
+
+void ResponseFloor::add_candidate(uint64_t now_ns, double mean_us, double answers, double z, double most_error) {
+  double error = standard_error(answers);
+  if (error <= most_error) candidates_.add(now_ns, mean_us * (1 + z * error));
+}
+
+std::optional<double> ResponseFloor::value(uint64_t now_ns) {
+  if (auto floor = candidates_.min(now_ns)) return floor;
+  if (settling(now_ns)) return std::nullopt;
+  while (!unsure_.empty() && now_ns - unsure_.front().at_ns > horizon_ns_) unsure_.pop_front();
+  if (!unsure_.empty()) {
+    double least = unsure_.front().mean_us;
+    for (const UnsureTick& t : unsure_) least = std::min(least, t.mean_us);
+    return least;
+  }
+  if (pool_answers_) return pool_sum_us_ / static_cast<double>(pool_answers_);
+  return std::nullopt;
+}
+
+// The first answers of a service are its fastest: the slow ones are still
+// running. Their mean and spread are too low for a service whose answers
+// vary (a service of 20 ms +- 100% answered its first 6 requests in 6.6 ms).
+// Ten of their mean response times later, the slow ones have come.
+bool ResponseFloor::settling(uint64_t now_ns) const {
+  if (!first_answer_ns_) return true;
+  double mean_ns = settle_answers_ ? settle_sum_us_ * 1000 / static_cast<double>(settle_answers_) : 0;
+  uint64_t settle_ns = std::min<uint64_t>(settle_ns_, static_cast<uint64_t>(kSettleTimes * mean_ns));
+  return now_ns < first_answer_ns_ + settle_ns;
+}
+
+double ResponseFloor::standard_error(double answers) const {
+  return answers > 0 ? spread().value_or(0) / std::sqrt(answers) : 0;
+}
+
+void ResponseFloor::add_known(uint64_t now_ns, double floor_us, bool replace) {
+  if (replace) {
+    candidates_.reset();
+    unsure_.clear();
+    pool_sum_us_ = 0;
+    pool_answers_ = 0;
+  }
+  candidates_.add(now_ns, floor_us);
+}
+
+}  // namespace sluice::control
