@@ -261,7 +261,6 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   };
   double recent_low = at_least(recent_rt_us_, answers_per_tick_ * (2 - kRecentWeight) / kRecentWeight);
   double tick_low = at_least(tick_rt, static_cast<double>(ts.rt_samples));
-  bool binding = kernel_dropped || (learned_ && ts.in_flight >= learned_);
   bool floor_known = false;
   double floor_us_now = 0;
   if (auto floor_us = floor_.value(now_ns)) {
@@ -290,6 +289,7 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
     // mean that admitting more would only queue.
     // And until it is known how much answers vary, slow answers may be
     // chance: the queue is judged against a floor whose precision is known.
+    bool binding = kernel_dropped || (learned_ && ts.in_flight >= learned_);
     bool judged = floor_.spread().has_value();
     if (!probe_ticks && !queueing_ && binding && judged && recent_low > *floor_us * kQueueingEnter) queueing_ = true;
     if (!probe_ticks && queueing_ && recent_low < *floor_us * kQueueingLeave) queueing_ = false;
@@ -327,13 +327,7 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   } else {
     learned_ = std::max(room, learned_);
   }
-  // The first probe also comes when the limit binds with no queue judged:
-  // a cold start's floor may hold the queue the first limit's headroom made
-  // over a small service, and keep it. (Only where a probe is two ticks: a
-  // slower service's cold start is slow enough to judge its queue.)
-  bool first_probe = !probed_once_ && binding && floor_known && drain_probe_ticks(floor_us_now) <= kProbeTicks;
-  if ((queueing_ || first_probe) && now_ns >= next_probe_ns_) {
-    probed_once_ = true;
+  if (queueing_ && now_ns >= next_probe_ns_) {
     // A probe that confirms a slowdown drains the queue of the slower
     // service: sized by the old floor, it would end before that queue is
     // gone and measure some of its wait.

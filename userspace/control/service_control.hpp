@@ -152,7 +152,6 @@ class ServiceController {
   uint64_t grown_ns_ = 0;  // when a refusal last grew the limit
   bool relearning_passes_ = false;  // the window was forgotten and spans too little yet
   bool said_window_too_short_ = false;  // the log said the service is too slow for the window's probes
-  bool probed_once_ = false;  // the first drain probe has run
   int probe_ticks_left_ = 0;
   int probe_ticks_spare_ = 0;  // ticks a probe may go on while its last one has no answers to measure
   bool after_probe_ = false;  // the tick after a probe still shows its refusals
