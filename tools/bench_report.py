@@ -535,10 +535,10 @@ def overload_section(sec, plotter):
             out += ["`sluice_adaptive` learns its limit from nothing at every point (a fresh `sluice run`, started "
                     "before the load). Its admitted p99 in each second of the load at 10×, against the unloaded "
                     "p99: " + ", ".join(num(x, 2) for x in by_second) + ". The first second holds the cold start: "
-                    "the first response times are measured while the limit already refuses, with a queue in them; "
-                    "slow start doubles the limit on them once, and the next tick shows the queue "
-                    "(`tests/unit/service_control_test.cpp` models it). The shorter a point, the more that second "
-                    "weighs in its p99.", ""]
+                    "the limit starts at 4 (admitted as 5–6, a small queue over these 4 workers), and a drain probe "
+                    "tests the first response-time floor before the limit first grows (docs/controller.md, "
+                    "\"The cold start under overload\"; `tests/unit/service_control_test.cpp` models it). The "
+                    "shorter a point, the more that second weighs in its p99.", ""]
         sl = next((c for c in curves if c["protection"] == "sluice_static"), None)
         if sl and sec.get("seconds_per_point"):
             lo = next(p for p in sl["points"] if p["load_x"] == 1)

@@ -32,7 +32,32 @@ double mid_us(uint32_t bucket) {
   return (static_cast<double>(lo) + static_cast<double>(hi)) / 2;
 }
 
+// A tick's answers from its histogram: how many, and their mean.
+struct TickAnswers {
+  double n = 0, mean_us = 0;
+  explicit TickAnswers(const sl_obs_counters& tick) {
+    double sum = 0;
+    for (uint32_t b = 0; b < SL_HIST_BUCKETS; b++) {
+      n += static_cast<double>(tick.hist[b]);
+      sum += static_cast<double>(tick.hist[b]) * mid_us(b);
+    }
+    if (n) mean_us = sum / n;
+  }
+  // Their squared deviations from that mean.
+  double squares_us2(const sl_obs_counters& tick) const {
+    double squares = 0;
+    for (uint32_t b = 0; b < SL_HIST_BUCKETS; b++)
+      squares += static_cast<double>(tick.hist[b]) * (mid_us(b) - mean_us) * (mid_us(b) - mean_us);
+    return squares;
+  }
+};
+
 }  // namespace
+
+bool answers_alike(const sl_obs_counters& tick) {
+  TickAnswers a(tick);
+  return a.n >= 2 && std::sqrt(a.squares_us2(tick) / (a.n - 1)) / a.mean_us < AnswerSpread::kResolvable;
+}
 
 void SlidingMin::add(uint64_t now_ns, double value) {
   while (!values_.empty() && values_.back().second >= value) values_.pop_back();
@@ -52,28 +77,24 @@ void AnswerSpread::add(const sl_obs_counters& tick) {
   faster_half_degrees_ *= kFade;
   answers_ *= kFade;
   sum_us_ *= kFade;
-  double n = 0, sum = 0;
-  for (uint32_t b = 0; b < SL_HIST_BUCKETS; b++) {
-    n += static_cast<double>(tick.hist[b]);
-    sum += static_cast<double>(tick.hist[b]) * mid_us(b);
-  }
+  TickAnswers a(tick);
+  double n = a.n;
   if (n < 2) return;
-  double mean = sum / n, median = 0, seen = 0;
+  double median = 0, seen = 0;
   for (uint32_t b = 0; b < SL_HIST_BUCKETS && !median; b++) {
     seen += static_cast<double>(tick.hist[b]);
     if (seen >= n / 2) median = mid_us(b);
   }
   bool has_faster_half = n >= 3;
+  squares_us2_ += a.squares_us2(tick);
   for (uint32_t b = 0; b < SL_HIST_BUCKETS; b++) {
-    if (!tick.hist[b]) continue;
     double count = static_cast<double>(tick.hist[b]), x = mid_us(b);
-    squares_us2_ += count * (x - mean) * (x - mean);
     if (has_faster_half && x < median) faster_half_squares_us2_ += 2 * count * (median - x) * (median - x);
   }
   degrees_ += n - 1;
   if (has_faster_half) faster_half_degrees_ += n - 1;
   answers_ += n;
-  sum_us_ += sum;
+  sum_us_ += a.mean_us * n;
 }
 
 std::optional<double> AnswerSpread::cv() const {

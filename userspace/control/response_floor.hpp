@@ -74,6 +74,10 @@ class AnswerSpread {
   double answers_ = 0, sum_us_ = 0;
 };
 
+// Whether a tick's answers (two or more) are all alike, to what the
+// histogram resolves: a queue would have spread them by its waits.
+bool answers_alike(const sl_obs_counters& tick);
+
 class ResponseFloor {
  public:
   // Candidates count for `horizon_ns`; a pool lasts at most `pool_most_ns`;

@@ -44,6 +44,7 @@ ServiceController::ServiceController(std::string name, const policy::Tuning& t, 
   next_probe_ns_ = now_ns + kFirstProbeNs;
   if (inherited.rt_floor_us) {
     floor_.add_known(now_ns, static_cast<double>(inherited.rt_floor_us), false);
+    floor_tested_ = true;
     next_probe_ns_ = now_ns + window_ns;
   }
   switch (t.adaptive) {
@@ -219,6 +220,9 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   // A drain probe's ticks (and the one after) are its own doing: they
   // neither grow the limit nor change what is known about queueing.
   bool probe_ticks = probing() || after_probe_;
+  // (Of these, this tick ran at the probe's limit: growing now would
+  // answer the probe's own refusals. The tick after ran at the limit again.)
+  bool probe_limited = probing();
   after_probe_ = probing();
   if (probing()) {
     // The last tick measures the probe; a slow service answers in bunches
@@ -261,6 +265,9 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   };
   double recent_low = at_least(recent_rt_us_, answers_per_tick_ * (2 - kRecentWeight) / kRecentWeight);
   double tick_low = at_least(tick_rt, static_cast<double>(ts.rt_samples));
+  bool binding = kernel_dropped || (learned_ && ts.in_flight >= learned_);
+  // Answers that came while the limit left room had no queue it admitted.
+  if (!binding && ts.rt_samples && !probe_ticks) floor_tested_ = true;
   bool floor_known = false;
   double floor_us_now = 0;
   if (auto floor_us = floor_.value(now_ns)) {
@@ -289,7 +296,6 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
     // mean that admitting more would only queue.
     // And until it is known how much answers vary, slow answers may be
     // chance: the queue is judged against a floor whose precision is known.
-    bool binding = kernel_dropped || (learned_ && ts.in_flight >= learned_);
     bool judged = floor_.spread().has_value();
     if (!probe_ticks && !queueing_ && binding && judged && recent_low > *floor_us * kQueueingEnter) queueing_ = true;
     if (!probe_ticks && queueing_ && recent_low < *floor_us * kQueueingLeave) queueing_ = false;
@@ -315,24 +321,42 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   // later, and a slow service would be stepped far past its capacity before
   // the first of them came back. (Half a tick of slack: ticks jitter.)
   bool grown_a_response_time_ago = now_ns + tick_ns_ / 2 >= grown_ns_ + static_cast<uint64_t>(floor_us_now * 1000);
+  bool would_grow = kernel_dropped && !probe_limited && grown_a_response_time_ago;
+  // Answers that came while the limit refused work may hold the queue that
+  // limit admitted (an overload from the start, on a service with fewer
+  // workers than the first limit admits): they look flat against a floor
+  // learned from them, and growing would deepen that queue. Unless they are
+  // all alike (a queue would have spread them), a drain probe tests the
+  // floor before the limit first grows; it starts at once, while the first
+  // answers settle and nothing is learned anyway.
+  bool floor_in_doubt = !floor_tested_ && !answers_alike(answers);
+  if (!floor_in_doubt) floor_tested_ = true;
+  bool test_floor = floor_in_doubt && kernel_dropped && !probe_ticks && ts.rt_samples;
   if (relearning_passes_ && learned_) {
     // The limit holds (see above).
   } else if (!learned_ && !queueing_) {
     learned_ = std::max(littles, kInitialLimit);
   } else if (!learned_ || queueing_) {
     learned_ = littles;
-  } else if (kernel_dropped && !probe_ticks && grown_a_response_time_ago) {
+  } else if (floor_in_doubt || probe_limited) {
+    // The limit holds until a probe (below) has tested the floor, and
+    // while a probe drains.
+  } else if (would_grow) {
     learned_ = std::max(room, learned_ + step);
     grown_ns_ = now_ns;
   } else {
     learned_ = std::max(room, learned_);
   }
-  if (queueing_ && now_ns >= next_probe_ns_) {
+  if (probe_ended) floor_tested_ = true;
+  bool probe_due = queueing_ && now_ns >= next_probe_ns_;
+  if (probe_due || test_floor) {
     // A probe that confirms a slowdown drains the queue of the slower
     // service: sized by the old floor, it would end before that queue is
     // gone and measure some of its wait.
     bool confirming = slow_probe_rt_us_ && now_ns <= slow_probe_until_ns_;
-    probe_ticks_left_ = drain_probe_ticks(confirming ? std::max(floor_us_now, slow_probe_rt_us_) : floor_us_now);
+    // (Before a floor is known, the answers' time stands in.)
+    double rt_us = floor_known ? floor_us_now : tick_rt;
+    probe_ticks_left_ = drain_probe_ticks(confirming ? std::max(rt_us, slow_probe_rt_us_) : rt_us);
     probe_ticks_spare_ = probe_ticks_left_;
     // A service too slow for that cannot be probed: say once what would fit
     // (four times the probe it wants, to the second).
@@ -347,7 +371,9 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
       log(name_ + line);
     }
     said_window_too_short_ = !floor_fits;
-    next_probe_ns_ = now_ns + bbr_->config().window_ns;
+    // (A test of the first floor leaves the schedule alone: the first
+    // probe for a queue still comes soon after start.)
+    if (probe_due) next_probe_ns_ = now_ns + bbr_->config().window_ns;
   }
   if (now_ns < inherited_until_ns_) learned_ = std::max(learned_, inherited_);
   view_.estimate = learned_;

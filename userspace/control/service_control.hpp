@@ -145,6 +145,9 @@ class ServiceController {
   double answers_per_tick_ = 0;  // smoothed
   bool queueing_ = false;    // response times show a queue at the service
   bool saturated_once_ = false;  // it has shown one: limits may bind from now on
+  // The first floor holds no queue the limit admitted: a drain probe, answers
+  // all alike, answers while the limit left room, or a predecessor said so.
+  bool floor_tested_ = false;
   uint64_t learned_ = 0;     // the BBR limit as sluice runs it (see bbr_limit)
   uint64_t last_tick_ns_ = 0;
   uint64_t tick_ns_ = 0;  // how long the latest tick covered
