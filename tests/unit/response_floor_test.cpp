@@ -168,6 +168,48 @@ TEST(ResponseFloor, APoolEndsWhereTheServiceChanges) {
   EXPECT_LT(*floor.value(now) / 1000, 23);
 }
 
+// A drain probe's measure of 22 answers, 28% below the service's mean by
+// chance (about two standard errors). Measured when one tick of answers is
+// all that is known of their spread, it does not enter the floor: that
+// spread may be far too low (a tick of a service of +- 60% may show 0.43), and so
+// would the error it gives. Once many ticks measured the spread, the same
+// measure counts as one more candidate, within a probe's precision.
+TEST(ResponseFloor, AProbeCountsOnlyAsPreciseAsTheSpreadIsKnown) {
+  // 22 answers around `mean` (+- 43%).
+  auto around = [](double mean) {
+    std::vector<double> ms = {mean};
+    for (int i = 0; i < 3; i++)
+      for (double x : {0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6}) ms.push_back(x * mean);
+    return ms;
+  };
+  for (int known_ticks : {1, 100}) {
+    ResponseFloor floor(kHorizon, kPoolMost, kSettle);
+    uint64_t now = 0;
+    for (int t = 0; t < 2; t++) {  // the first answers settle (ten of their 10 ms)
+      now += kTick;
+      sl_obs_counters tick{};
+      double sum_us = answers(tick, std::vector<double>(22, 10));
+      floor.observe(now, ResponseFloor::Tick::kQueued, sum_us, 22, tick);
+    }
+    for (int t = 0; t < known_ticks; t++) {
+      now += kTick;
+      sl_obs_counters tick{};
+      double sum_us = answers(tick, around(10));
+      floor.observe(now, ResponseFloor::Tick::kFree, sum_us, 22, tick);
+    }
+    ASSERT_TRUE(floor.spread().has_value());
+    now += kTick;
+    sl_obs_counters drained{};
+    double sum_us = answers(drained, around(7.2));
+    floor.observe(now, ResponseFloor::Tick::kDrained, sum_us, 22, drained);
+    ASSERT_TRUE(floor.value(now).has_value());
+    if (known_ticks == 1)
+      EXPECT_GT(*floor.value(now) / 1000, 9.5) << "spread " << *floor.spread();
+    else
+      EXPECT_LT(*floor.value(now) / 1000, 8.5) << "spread " << *floor.spread();
+  }
+}
+
 // A floor known from elsewhere: a predecessor's adds to what is measured; a
 // slowdown two probes agreed on replaces it.
 TEST(ResponseFloor, AKnownFloorAddsOrReplaces) {

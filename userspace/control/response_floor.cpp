@@ -109,6 +109,12 @@ std::optional<double> AnswerSpread::cv() const {
   return cv < kResolvable ? 0 : cv;
 }
 
+std::optional<double> AnswerSpread::cv_at_most() const {
+  auto spread = cv();
+  if (!spread) return std::nullopt;
+  return *spread * (1 + 2 / std::sqrt(2 * degrees_));
+}
+
 ResponseFloor::ResponseFloor(uint64_t horizon_ns, uint64_t pool_most_ns, uint64_t settle_ns)
     : candidates_(horizon_ns), horizon_ns_(horizon_ns), pool_most_ns_(pool_most_ns), settle_ns_(settle_ns) {}
 
@@ -125,19 +131,26 @@ void ResponseFloor::observe(uint64_t now_ns, Tick kind, double sum_us, uint64_t 
   // of the first answers is too small (see settling()).
   if (!settling(now_ns) && (kind == Tick::kFree || kind == Tick::kDrained)) spread_.add(tick);
   std::optional<double> cv = spread();
+  bool probe = kind == Tick::kDraining || kind == Tick::kDrained;
   if (settling(now_ns) || !cv) {
     // Until then the least tick mean stands in (see value()).
-    unsure_.push_back({now_ns, mean_us, static_cast<double>(answers), settling(now_ns)});
+    unsure_.push_back({now_ns, mean_us, static_cast<double>(answers), settling(now_ns), probe});
     return;
   }
   // The pools begin. The ticks before them are candidates too, raised by
-  // their standard error now that it is known; but the first answers' only
-  // if answers are all alike (see settling()).
-  for (const UnsureTick& t : unsure_)
-    if (*cv == 0 || !t.settling) candidates_.add(t.at_ns, t.mean_us * (1 + kPoolZ * standard_error(t.answers)));
+  // their standard error now that it is known (a probe's held to a probe's
+  // precision, as below); but the first answers' only if answers are all
+  // alike (see settling()).
+  for (const UnsureTick& t : unsure_) {
+    if (*cv > 0 && t.settling) continue;
+    if (t.probe)
+      add_candidate(t.at_ns, t.mean_us, t.answers, kProbeZ, kProbeErrorMost);
+    else
+      candidates_.add(t.at_ns, t.mean_us * (1 + kPoolZ * candidate_error(t.answers)));
+  }
   unsure_.clear();
 
-  if (kind == Tick::kDraining || kind == Tick::kDrained) {
+  if (probe) {
     emit_pool(now_ns);
     add_candidate(now_ns, mean_us, static_cast<double>(answers), kProbeZ, kProbeErrorMost);
   } else {
@@ -170,7 +183,7 @@ void ResponseFloor::emit_pool(uint64_t now_ns) {
 }
 
 void ResponseFloor::add_candidate(uint64_t now_ns, double mean_us, double answers, double z, double most_error) {
-  double error = standard_error(answers);
+  double error = candidate_error(answers);
   if (error <= most_error) candidates_.add(now_ns, mean_us * (1 + z * error));
 }
 
@@ -200,6 +213,13 @@ bool ResponseFloor::settling(uint64_t now_ns) const {
 
 double ResponseFloor::standard_error(double answers) const {
   return answers > 0 ? spread().value_or(0) / std::sqrt(answers) : 0;
+}
+
+// A candidate's, with the spread itself still uncertain: its highest likely
+// value. A spread measured on a few ticks may be far too low, and a mean it
+// calls precise enough for the floor would not be.
+double ResponseFloor::candidate_error(double answers) const {
+  return answers > 0 ? spread_.cv_at_most().value_or(0) / std::sqrt(answers) : 0;
 }
 
 void ResponseFloor::add_known(uint64_t now_ns, double floor_us, bool replace) {

@@ -10,7 +10,8 @@
 // at half its capacity had 40% of its requests refused). So:
 //  - How much answers vary (their spread) is measured from the kernel's
 //    latency histograms, on ticks that showed no queue and on drain probes.
-//  - Each candidate for the floor is a mean precise enough for that spread.
+//  - Each candidate for the floor is a mean precise enough for that spread
+//    (at its likely highest while few answers measured it).
 //    Ticks in a row that agree are pooled until their mean is within 3%
 //    (one standard error), or for a quarter of the window; a tick that
 //    differs from its pool by more than chance starts a pool of its own, so
@@ -59,6 +60,9 @@ class AnswerSpread {
   void add(const sl_obs_counters& tick);
   // Unknown until enough answers came; 0 for answers all alike.
   std::optional<double> cv() const;
+  // How high the spread may be, given how few answers measured it so far
+  // (two standard errors of the estimate above it).
+  std::optional<double> cv_at_most() const;
 
   static constexpr double kKnownAfter = 10;  // answers (less one a tick)
   // The histogram's buckets are 12.5% wide: a spread below this it cannot
@@ -111,6 +115,7 @@ class ResponseFloor {
   void pool(uint64_t now_ns, double sum_us, uint64_t answers);
   void emit_pool(uint64_t now_ns);
   void add_candidate(uint64_t now_ns, double mean_us, double answers, double z, double most_error);
+  double candidate_error(double answers) const;
 
   bool settling(uint64_t now_ns) const;
 
@@ -119,6 +124,7 @@ class ResponseFloor {
     uint64_t at_ns;
     double mean_us, answers;
     bool settling;  // among the first answers (see settling())
+    bool probe;     // a drain probe's (kDraining, kDrained)
   };
   std::deque<UnsureTick> unsure_;  // ticks before the pools begin
   uint64_t horizon_ns_;
