@@ -217,11 +217,11 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   // queue (the levels' headroom), and once a window has forgotten the
   // queue-free response time, maxPass x minRT would equal whatever was
   // admitted and creep upward window after window.
-  // A drain probe's ticks (and the one after) are its own doing: they
-  // neither grow the limit nor change what is known about queueing.
+  // A drain probe's ticks (and the one after) are its own doing: they do
+  // not change what is known about queueing. Those that ran at the probe's
+  // limit do not grow the limit either (their refusals are the probe's);
+  // the tick after ran at the limit again.
   bool probe_ticks = probing() || after_probe_;
-  // (Of these, this tick ran at the probe's limit: growing now would
-  // answer the probe's own refusals. The tick after ran at the limit again.)
   bool probe_limited = probing();
   after_probe_ = probing();
   if (probing()) {
