@@ -171,9 +171,9 @@ TEST(ResponseFloor, APoolEndsWhereTheServiceChanges) {
 // A drain probe's measure of 22 answers, 28% below the service's mean by
 // chance (about two standard errors). Measured when one tick of answers is
 // all that is known of their spread, it does not enter the floor: that
-// spread may be far too low (a tick of a service of +- 60% may show 0.43), and so
-// would the error it gives. Once many ticks measured the spread, the same
-// measure counts as one more candidate, within a probe's precision.
+// spread may be far too low (a tick of a service of +- 60% may show 0.43),
+// and so would the error it gives. Once many ticks measured the spread, the
+// same measure counts as one more candidate, within a probe's precision.
 TEST(ResponseFloor, AProbeCountsOnlyAsPreciseAsTheSpreadIsKnown) {
   // 22 answers around `mean` (+- 43%).
   auto around = [](double mean) {

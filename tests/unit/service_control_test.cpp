@@ -647,7 +647,7 @@ TEST(ServiceControl, AServiceWhoseAnswersVaryKeepsItsCapacity) {
 // whose answers vary most (100 ms +- 100%) still collapse in some seeds:
 // 10 of 40 before the test of the first floor, 7 now (see
 // docs/controller.md, "Answers that vary").
-TEST(ServiceControl, AtHalfCapacityAnswersThatVaryAreNotRefusedInAnyOfFortySeeds) {
+TEST(ServiceControl, AtHalfCapacityAnswersThatVaryKeepTheirLoadAcrossFortySeeds) {
   for (int service_ms : {10, 20, 100})
     for (double cv : {0.6, 1.0}) {
       int collapsed = 0;
