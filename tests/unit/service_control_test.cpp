@@ -643,27 +643,18 @@ TEST(ServiceControl, AServiceWhoseAnswersVaryKeepsItsCapacity) {
 // Half the capacity, answers that vary, forty seeds each. A drain probe's
 // measure that strays low by chance, taken while the spread was known from
 // one tick, once set a floor 21% under a 10 ms +- 60% service, and Little's
-// law then held 3 for a load of 4: 30% refused (seed 40). Slow services
-// whose answers vary most (100 ms +- 100%) still collapse in some seeds:
-// 10 of 40 before the test of the first floor, 7 now (see
-// docs/controller.md, "Answers that vary").
+// law then held 3 for a load of 4: 30% refused (seed 40). And ticks that
+// came before the spread was known entered the floor however imprecise:
+// 100 ms +- 100% lost up to 43% in 7 of the 40 seeds.
 TEST(ServiceControl, AtHalfCapacityAnswersThatVaryKeepTheirLoadAcrossFortySeeds) {
   for (int service_ms : {10, 20, 100})
-    for (double cv : {0.6, 1.0}) {
-      int collapsed = 0;
+    for (double cv : {0.6, 1.0})
       for (uint64_t seed = 1; seed <= 40; seed++) {
         ServerSim half(8, service_ms, 8 * 1000.0 / service_ms / 2, seed);
         half.vary(cv);
         LoopRun r = closed_loop(half, 12);
-        bool refused = r.refused_after_warmup > r.offered_after_warmup / 50;
-        collapsed += refused;
-        if (service_ms < 100 || cv < 1) {
-          EXPECT_FALSE(refused) << service_ms << " ms, cv " << std::to_string(cv).substr(0, 3) << ", seed " << seed
-                                << ": refused " << r.refused_after_warmup << " of " << r.offered_after_warmup;
-        }
+        EXPECT_LE(r.refused_after_warmup, r.offered_after_warmup / 50)
+            << service_ms << " ms, cv " << std::to_string(cv).substr(0, 3) << ", seed " << seed << ": refused "
+            << r.refused_after_warmup << " of " << r.offered_after_warmup;
       }
-      if (service_ms == 100 && cv == 1.0) {
-        EXPECT_LE(collapsed, 7) << "100 ms, cv 1: seeds that lost more than 2%";
-      }
-    }
 }

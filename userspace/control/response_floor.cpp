@@ -137,17 +137,13 @@ void ResponseFloor::observe(uint64_t now_ns, Tick kind, double sum_us, uint64_t 
     unsure_.push_back({now_ns, mean_us, static_cast<double>(answers), settling(now_ns), probe});
     return;
   }
-  // The pools begin. The ticks before them are candidates too, raised by
-  // their standard error now that it is known (a probe's held to a probe's
-  // precision, as below); but the first answers' only if answers are all
-  // alike (see settling()).
-  for (const UnsureTick& t : unsure_) {
-    if (*cv > 0 && t.settling) continue;
-    if (t.probe)
-      add_candidate(t.at_ns, t.mean_us, t.answers, kProbeZ, kProbeErrorMost);
-    else
-      candidates_.add(t.at_ns, t.mean_us * (1 + kPoolZ * candidate_error(t.answers)));
-  }
+  // The pools begin. The ticks before them are candidates too, now that
+  // their error is known, each as a pool or a probe (below); but the first
+  // answers' only if answers are all alike (see settling()).
+  for (const UnsureTick& t : unsure_)
+    if (*cv == 0 || !t.settling)
+      add_candidate(t.at_ns, t.mean_us, t.answers, t.probe ? kProbeZ : kPoolZ,
+                    t.probe ? kProbeErrorMost : kPoolErrorMost);
   unsure_.clear();
 
   if (probe) {
