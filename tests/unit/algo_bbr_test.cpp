@@ -224,6 +224,42 @@ TEST(BbrKratos, MaxPassOverASpanCountsBunchedPassesAtTheirRate)
 	EXPECT_DOUBLE_EQ(idle.max_pass_over(950 * kMs, 8), 1.0 / 8);
 }
 
+// Ticks off the bucket grid (origin 0, buckets of 100 ms): a tick's counts
+// go to the buckets its interval covers, by the time it covers in each.
+TEST(BbrTicks, ATickSharesItsCountsWithTheBucketsItCovers)
+{
+	Bbr bbr(kratos_test_config());
+	bbr.record_over(50 * kMs, 150 * kMs, TickStats{.completed = 40, .rt_sum_us = 40 * 20'000, .rt_samples = 40});
+	EXPECT_EQ(bbr.max_pass(250 * kMs), 20u); // 20 in bucket 0, 20 in bucket 1
+	EXPECT_EQ(bbr.min_rt_ms(250 * kMs), 20u); // each with the tick's mean
+	// A late tick (400 ms) fills four buckets at its rate, not one with all.
+	bbr.record_over(150 * kMs, 550 * kMs, TickStats{.completed = 160});
+	EXPECT_EQ(bbr.max_pass(650 * kMs), 40u);
+	// Shares are rounded so that they add up to the tick: 7 over three buckets.
+	Bbr odd(kratos_test_config());
+	odd.record_over(0, 300 * kMs, TickStats{.completed = 7});
+	EXPECT_EQ(odd.complete_buckets(350 * kMs), 3u);
+	EXPECT_DOUBLE_EQ(odd.max_pass_over(350 * kMs, 3) * 3, 7);
+}
+
+// Ticks as long as a bucket, woken alternately 2 ms early and late: two of
+// them fall in one bucket and none in the next. By the bucket each tick
+// fell in, that bucket counted 80 passes where about 40 came, for the
+// window. (Ticks of 96 and 104 ms: a bucket's share is 38-42.)
+TEST(BbrTicks, TicksWokenEarlyOrLateCountTheirRateNotTheirNumber)
+{
+	Bbr by_tick(kratos_test_config()), by_time(kratos_test_config());
+	uint64_t now = 0;
+	for (int i = 0; i < 10; i++) {
+		uint64_t next = ((i + 1) * 100 + (i % 2 ? 2 : -2)) * kMs;
+		by_tick.record(next, TickStats{.completed = 40});
+		by_time.record_over(now, next, TickStats{.completed = 40});
+		now = next;
+	}
+	EXPECT_EQ(by_tick.max_pass(now), 80u); // the aliasing record_over removes
+	EXPECT_LE(by_time.max_pass(now), 42u);
+}
+
 // An empty window: maxPass 1, minRT 1 -> floor(1 * 1 * 10 / 1000 + 0.5) = 0.
 TEST(BbrKratos, EmptyWindowGivesALimitOfZero)
 {

@@ -1,6 +1,7 @@
 #include "algo/bbr.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <vector>
 
@@ -46,6 +47,38 @@ void Bbr::record(uint64_t now_ns, const TickStats &tick)
 	bucket.passes += tick.completed;
 	bucket.rt_sum_us += tick.rt_sum_us;
 	bucket.rt_samples += tick.rt_samples;
+}
+
+void Bbr::record_over(uint64_t from_ns, uint64_t to_ns, const TickStats &tick)
+{
+	const BucketClock &clock = window_.clock();
+	// Nothing before the window's origin, nor more than a window ago, counts.
+	from_ns = std::max({from_ns, clock.origin_ns(), to_ns > config_.window_ns ? to_ns - config_.window_ns : 0});
+	if (to_ns <= from_ns) {
+		record(to_ns, tick);
+		return;
+	}
+	const double length = static_cast<double>(to_ns - from_ns);
+	TickStats given{}; // what the buckets so far took
+	// Each bucket takes the rounded share up to its end less what the ones
+	// before took: the shares add up to the tick's counts exactly.
+	auto share = [](uint64_t total, double upto, uint64_t &taken) {
+		const uint64_t by_now = static_cast<uint64_t>(std::llround(static_cast<double>(total) * upto));
+		const uint64_t mine = by_now - taken;
+		taken = by_now;
+		return mine;
+	};
+	for (uint64_t start = from_ns; start < to_ns;) {
+		const uint64_t bucket_end = clock.origin_ns() + (clock.bucket_number(start) + 1) * clock.bucket_ns();
+		const uint64_t end = std::min(to_ns, bucket_end);
+		const double upto = end == to_ns ? 1.0 : static_cast<double>(end - from_ns) / length;
+		TickStats part;
+		part.completed = share(tick.completed, upto, given.completed);
+		part.rt_sum_us = share(tick.rt_sum_us, upto, given.rt_sum_us);
+		part.rt_samples = share(tick.rt_samples, upto, given.rt_samples);
+		record(start, part);
+		start = end;
+	}
 }
 
 void Bbr::on_complete(uint64_t now_ns, uint64_t rt_us)

@@ -94,6 +94,13 @@ public:
 
 	// Aggregates of one tick: completed, rt_sum_us and rt_samples are used.
 	void record(uint64_t now_ns, const TickStats &tick);
+	// The same for a tick that counted [from_ns, to_ns): each bucket the
+	// interval covers takes its share of the counts, by the time it covers.
+	// Ticks as long as a bucket but not aligned with them would otherwise
+	// land two in one bucket now and then (a tick woken early, the next
+	// late), and that bucket's doubled passes would be maxPass for the
+	// whole window; a late tick's counts would all fall in its last bucket.
+	void record_over(uint64_t from_ns, uint64_t to_ns, const TickStats &tick);
 	// One completed request (kratos' done callback).
 	void on_complete(uint64_t now_ns, uint64_t rt_us);
 

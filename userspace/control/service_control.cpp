@@ -202,15 +202,10 @@ int ServiceController::drain_probe_ticks(double rt_us) const {
  * the concurrency it sees, room for bursts.
  */
 uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts, const sl_obs_counters& answers,
-                                      double bucket_share, int64_t cpu, bool kernel_dropped, const LogLine& log) {
-  // maxPass is a max over buckets: a tick covering more than a bucket's
-  // time (a late tick, a stalled controller) must count as one bucket's.
-  algo::TickStats scaled = ts;
-  scaled.completed = static_cast<uint64_t>(std::llround(ts.completed * bucket_share));
-  scaled.requests = static_cast<uint64_t>(std::llround(ts.requests * bucket_share));
-  scaled.rt_samples = static_cast<uint64_t>(std::llround(ts.rt_samples * bucket_share));
-  scaled.rt_sum_us = static_cast<uint64_t>(std::llround(ts.rt_sum_us * bucket_share));
-  bbr_->record(now_ns, scaled);
+                                      int64_t cpu, bool kernel_dropped, const LogLine& log) {
+  // The tick counted the time since the last one (tick_ns_): the window's
+  // buckets share it by the time each covers.
+  bbr_->record_over(now_ns - std::min(now_ns, tick_ns_), now_ns, ts);
   algo::BbrDecision d = bbr_->decide(now_ns, std::max<int64_t>(cpu, 0), ts.in_flight, kernel_dropped);
 
   // minRT over several windows: a limit that always applies keeps a small
@@ -284,8 +279,9 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
     // With the window forgotten (the floor moved), a bunch or two would
     // count as the rate until the window spans two response times again
     // (or is full: at most buckets - 1 are complete); until then the limit
-    // holds.
-    if (relearning_passes_ && bbr_->complete_buckets(now_ns) >= std::min(span, cfg.buckets - 1))
+    // holds. (The first bucket after forgetting holds only the part of its
+    // time that came after: one more.)
+    if (relearning_passes_ && bbr_->complete_buckets(now_ns) >= std::min(span + 1, cfg.buckets - 1))
       relearning_passes_ = false;
     double max_pass = bbr_->max_pass_over(now_ns, span);
     littles = static_cast<uint64_t>(std::floor(max_pass * *floor_us * buckets_per_second / 1e6 + 0.5));
@@ -382,8 +378,8 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
 }
 
 uint64_t ServiceController::adaptive_limit(uint64_t now_ns, const algo::TickStats& ts, const sl_obs_counters& answers,
-                                           double bucket_share, int64_t cpu, bool kernel_dropped, const LogLine& log) {
-  if (bbr_) return bbr_limit(now_ns, ts, answers, bucket_share, cpu, kernel_dropped, log);
+                                           int64_t cpu, bool kernel_dropped, const LogLine& log) {
+  if (bbr_) return bbr_limit(now_ns, ts, answers, cpu, kernel_dropped, log);
   if (aimd_) {
     view_.estimate = aimd_->record(ts);
     view_.armed = true;
@@ -440,18 +436,16 @@ sl_control ServiceController::tick(uint64_t now_ns, const ServiceSample& s, int6
   ts.slow = slow_responses(d, tuning_.breaker_slow_ms);
   ts.in_flight = static_cast<uint64_t>(std::max<int64_t>(0, s.inflight));
 
-  // The share of this tick's counts that one bucket of the window holds.
+  // How long this tick counted (the first: as long as a bucket).
   uint64_t bucket_ns = uint64_t{tuning_.window_ms} * kMsNs / tuning_.window_buckets;
-  uint64_t elapsed = last_tick_ns_ && now_ns > last_tick_ns_ ? now_ns - last_tick_ns_ : bucket_ns;
+  tick_ns_ = last_tick_ns_ && now_ns > last_tick_ns_ ? now_ns - last_tick_ns_ : bucket_ns;
   last_tick_ns_ = now_ns;
-  tick_ns_ = elapsed;
-  double bucket_share = std::min(1.0, static_cast<double>(bucket_ns) / static_cast<double>(elapsed));
 
   sl_control out{};
   uint64_t before = view_.estimate;
   bool was_armed = view_.armed;
   uint64_t learned =
-      adaptive_limit(now_ns, ts, d, bucket_share, cpu_permille, s.shed_delta.shed[SL_R_INFLIGHT] > 0, log);
+      adaptive_limit(now_ns, ts, d, cpu_permille, s.shed_delta.shed[SL_R_INFLIGHT] > 0, log);
   if (learned && probing()) {
     for (uint32_t& level : out.max_inflight) level = static_cast<uint32_t>(std::max<uint64_t>(1, learned / 2));
   } else {

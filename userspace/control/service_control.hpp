@@ -116,12 +116,11 @@ class ServiceController {
   static void split_levels(uint64_t learned, uint32_t (&out)[SL_LEVELS]);
 
  private:
-  // The learned limit if it applies now, else 0. `bucket_share` scales the
-  // tick's counts to one bucket's worth of time (see tick()).
-  uint64_t adaptive_limit(uint64_t now_ns, const algo::TickStats& ts, const sl_obs_counters& answers,
-                          double bucket_share, int64_t cpu, bool kernel_dropped, const LogLine& log);
-  uint64_t bbr_limit(uint64_t now_ns, const algo::TickStats& ts, const sl_obs_counters& answers, double bucket_share,
-                     int64_t cpu, bool kernel_dropped, const LogLine& log);
+  // The learned limit if it applies now, else 0.
+  uint64_t adaptive_limit(uint64_t now_ns, const algo::TickStats& ts, const sl_obs_counters& answers, int64_t cpu,
+                          bool kernel_dropped, const LogLine& log);
+  uint64_t bbr_limit(uint64_t now_ns, const algo::TickStats& ts, const sl_obs_counters& answers, int64_t cpu,
+                     bool kernel_dropped, const LogLine& log);
   bool probing() const { return probe_ticks_left_ > 0; }
   void learn_from_probe(uint64_t now_ns, double probe_rt_us, uint64_t answers, const LogLine& log);
   double drain_ticks_wanted(double rt_us) const;
