@@ -173,7 +173,8 @@ TEST(AdaptiveE2eCapacity, LearnsTheLimitAndKeepsGoodputUnderFiveTimesOverload)
     std::string outside;
     for (auto [t, v] : estimate)
         if (t >= 3.0 && std::abs(v - kWorkers) > 0.15 * kWorkers) outside += fmt(" %.1f:", t) + fmt("%.0f", v);
-    EXPECT_TRUE(outside.empty()) << "learned limit outside " << kWorkers << " +-15% from 3 s on (s:limit):" << outside;
+    EXPECT_TRUE(outside.empty()) << "learned limit outside " << kWorkers << " +-15% from 3 s on (s:limit):" << outside
+                                 << "\n" << ctl.log();
 
     // Goodput after the first 3 s: at least 90% of the capacity.
     auto ok = series(o, "success");
