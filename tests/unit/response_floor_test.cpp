@@ -145,6 +145,31 @@ TEST(ResponseFloor, TheFirstAnswersGiveNoFloorForTenResponseTimes) {
   }
 }
 
+// The first answers' mean is pulled down by the fastest: what the real
+// 20 ms +- 100% server answered under a CPU hog, 6.5 ms, then 11.0 ms,
+// then 21.0 ms. Their running mean (9.9 ms after two ticks) ended the
+// settling 99 ms after the first answers; a tick mean from then on left a
+// floor of 15.6 ms. Ten times the slowest tick mean so far: the settling
+// lasts until 210 ms. Once over, it stays over: a queue later (60 ms
+// answers) does not take the floor away.
+TEST(ResponseFloor, TheFirstAnswersSettleForTenOfTheirSlowestTick) {
+  ResponseFloor floor(kHorizon, kPoolMost, kSettle);
+  const uint64_t first = kTick;
+  std::vector<double> tick_means = {6.5, 11.0, 21.0, 20.0, 60.0};
+  for (size_t t = 0; t < tick_means.size(); t++) {
+    uint64_t now = first + t * kTick;
+    // Ten answers that vary around the tick's mean (0.2 to 1.8 times it).
+    std::vector<double> ms;
+    for (double f : {0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.2, 1.4, 1.6, 1.8}) ms.push_back(tick_means[t] * f);
+    sl_obs_counters tick{};
+    double sum_us = answers(tick, ms);
+    floor.observe(now, ResponseFloor::Tick::kFree, sum_us, 10, tick);
+    bool settled = now >= first + 210 * kMs;
+    EXPECT_EQ(floor.value(now).has_value(), settled) << "tick " << t << " (" << tick_means[t] << " ms)";
+  }
+  EXPECT_GE(*floor.value(first + 4 * kTick), 20'000) << "none of the first ticks' means";
+}
+
 // A pool holds one state of the service: ticks at 20 ms, then a queue that
 // doubles the response time. The pool ends where the queue begins, and the
 // floor stays at the service's time.

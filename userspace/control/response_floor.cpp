@@ -123,9 +123,9 @@ void ResponseFloor::observe(uint64_t now_ns, Tick kind, double sum_us, uint64_t 
   if (!answers) return;
   double mean_us = sum_us / static_cast<double>(answers);
   if (!first_answer_ns_) first_answer_ns_ = now_ns;
-  if (now_ns < first_answer_ns_ + settle_ns_) {
-    settle_sum_us_ += sum_us;
-    settle_answers_ += answers;
+  if (!settled_) {
+    settle_slowest_us_ = std::max(settle_slowest_us_, mean_us);
+    settled_ = !settling(now_ns);
   }
   // The spread of answers that waited in a queue is the queue's, and that
   // of the first answers is too small (see settling()).
@@ -199,11 +199,15 @@ std::optional<double> ResponseFloor::value(uint64_t now_ns) {
 // The first answers of a service are its fastest: the slow ones are still
 // running. Their mean and spread are too low for a service whose answers
 // vary (a service of 20 ms +- 100% answered its first 6 requests in 6.6 ms).
-// Ten of their mean response times later, the slow ones have come.
+// Ten response times later, the slow ones have come: ten of the slowest
+// tick mean so far, as the mean of all the first answers is pulled down by
+// the fastest (answered in 6.5 ms, then 11.0 ms, it ended the settling
+// 0.1 s after them, and a tick mean from then on left that server a floor
+// of 15.6 ms).
 bool ResponseFloor::settling(uint64_t now_ns) const {
   if (!first_answer_ns_) return true;
-  double mean_ns = settle_answers_ ? settle_sum_us_ * 1000 / static_cast<double>(settle_answers_) : 0;
-  uint64_t settle_ns = std::min<uint64_t>(settle_ns_, static_cast<uint64_t>(kSettleTimes * mean_ns));
+  if (settled_) return false;
+  uint64_t settle_ns = std::min<uint64_t>(settle_ns_, static_cast<uint64_t>(kSettleTimes * settle_slowest_us_ * 1000));
   return now_ns < first_answer_ns_ + settle_ns;
 }
 

@@ -19,9 +19,9 @@
 //    before it); a drain probe's ticks stand alone (the queue drains across
 //    them). Each candidate enters raised by its standard error, and one too
 //    imprecise to say anything does not enter at all.
-//  - A service's first answers give no floor for ten of their mean response
-//    times (at most a second): they are its fastest. After that, until the
-//    spread is known, the least tick mean stands in.
+//  - A service's first answers give no floor for ten times their slowest
+//    tick mean (at most a second): they are its fastest. After that, until
+//    the spread is known, the least tick mean stands in.
 // Answers that are all alike (a spread below what the histogram resolves)
 // make every tick's mean exact, and the floor is the least tick mean, as it
 // always was.
@@ -132,8 +132,8 @@ class ResponseFloor {
   uint64_t pool_most_ns_;
   uint64_t settle_ns_;
   uint64_t first_answer_ns_ = 0;
-  double settle_sum_us_ = 0;  // the first answers (within settle_ns_)
-  uint64_t settle_answers_ = 0;
+  double settle_slowest_us_ = 0;  // the slowest tick mean while settling
+  bool settled_ = false;          // once over, settling stays over
   static constexpr double kSettleTimes = 10;  // mean response times
   double pool_sum_us_ = 0;
   uint64_t pool_answers_ = 0;
