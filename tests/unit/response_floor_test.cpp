@@ -149,9 +149,9 @@ TEST(ResponseFloor, TheFirstAnswersGiveNoFloorForTenResponseTimes) {
 // 20 ms +- 100% server answered under a CPU hog, 6.5 ms, then 11.0 ms,
 // then 21.0 ms. Their running mean (9.9 ms after two ticks) ended the
 // settling 99 ms after the first answers; a tick mean from then on left a
-// floor of 15.6 ms. Ten times the slowest tick mean so far: the settling
-// lasts until 210 ms. Once over, it stays over: a queue later (60 ms
-// answers) does not take the floor away.
+// floor of 15.6 ms there (16.1 ms here). Ten times the slowest tick mean
+// so far: the settling lasts until 210 ms. Once over, it stays over: a
+// queue later (60 ms answers) does not take the floor away.
 TEST(ResponseFloor, TheFirstAnswersSettleForTenOfTheirSlowestTick) {
   ResponseFloor floor(kHorizon, kPoolMost, kSettle);
   const uint64_t first = kTick;

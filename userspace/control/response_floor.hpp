@@ -134,7 +134,7 @@ class ResponseFloor {
   uint64_t first_answer_ns_ = 0;
   double settle_slowest_us_ = 0;  // the slowest tick mean while settling
   bool settled_ = false;          // once over, settling stays over
-  static constexpr double kSettleTimes = 10;  // mean response times
+  static constexpr double kSettleTimes = 10;  // response times (the slowest tick mean)
   double pool_sum_us_ = 0;
   uint64_t pool_answers_ = 0;
   uint64_t pool_since_ns_ = 0;
