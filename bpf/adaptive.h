@@ -52,11 +52,10 @@ static __always_inline int controller_alive(const struct policy_view *pv)
 }
 
 /* The service's control values if the controller is alive, else 0. */
-static __always_inline struct sl_control *fresh_control(const struct policy_view *pv, __u32 service_id,
-							 struct sl_global_counters *g)
+static __always_inline struct sl_control *fresh_control(const struct policy_view *pv, __u32 service_id)
 {
 	if (!controller_alive(pv)) {
-		count(g, SL_G_CONTROL_STALE);
+		count(SL_G_CONTROL_STALE);
 		return 0;
 	}
 	return bpf_map_lookup_elem(&ctl_services, &service_id);
@@ -77,9 +76,9 @@ struct adaptive_gate {
 
 /* May one more unit of work (a new connection or request) of `level` start? */
 static __always_inline enum sl_reason adaptive_check(const struct policy_view *pv, __u32 service_id, __u32 level,
-						     struct sl_global_counters *g, struct adaptive_gate *gate)
+						     struct adaptive_gate *gate)
 {
-	gate->ctl = fresh_control(pv, service_id, g);
+	gate->ctl = fresh_control(pv, service_id);
 	gate->shared = bpf_map_lookup_elem(&obs_shared, &service_id);
 	struct sl_control *ctl = gate->ctl;
 	struct sl_obs_shared *shared = gate->shared;

@@ -212,8 +212,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } global_stats SEC(".maps");
 
-static __always_inline void count(struct sl_global_counters *g, int which)
+/* Count one packet in a global counter. The per-CPU lookup is a few
+ * instructions: cheaper than keeping the pointer live across a judgement. */
+static __always_inline void count(int which)
 {
+	__u32 zero = 0;
+	struct sl_global_counters *g = bpf_map_lookup_elem(&global_stats, &zero);
+
 	if (g && which >= 0 && which < SL_G__COUNT)
 		g->c[which]++;
 }

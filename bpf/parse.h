@@ -219,6 +219,52 @@ static __always_inline int parse_untagged_ipv4(void *data, void *data_end, __u32
 	return rc != PARSE_OK ? rc : parse_l4(data, data_end, pkt);
 }
 
+/* What the quick judge reads of a plain IPv4 packet: untagged, without IP
+ * options, not a fragment, TCP or UDP with a whole header. */
+struct plain_ipv4 {
+	__u32 saddr;   /* host byte order */
+	__u16 dport;   /* host byte order */
+	__u8 l4proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 tcp_flags;
+};
+
+/* Returns 1 and fills *pkt for a frame that parse_packet() would parse
+ * (PARSE_OK) into a plain IPv4 packet with the same fields; 0 for every
+ * other frame, valid or not. */
+static __always_inline int parse_plain_ipv4(void *data, void *data_end, struct plain_ipv4 *pkt)
+{
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+
+	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return 0;
+	if (*(__u8 *)ip != 0x45 || (ip->frag_off & bpf_htons(0x3fff))) /* version 4, IHL 5; MF or an offset */
+		return 0;
+	__u32 tot_len = bpf_ntohs(ip->tot_len);
+	if (tot_len < sizeof(*ip) || sizeof(*eth) + tot_len > (__u64)(data_end - data))
+		return 0;
+	__u32 l4_len = tot_len - sizeof(*ip);
+
+	if (ip->protocol == IPPROTO_TCP) {
+		struct tcphdr *tcp = (void *)(ip + 1);
+		if ((void *)(tcp + 1) > data_end || l4_len < sizeof(*tcp) || tcp->doff < 5 || tcp->doff * 4 > l4_len)
+			return 0;
+		pkt->dport = bpf_ntohs(tcp->dest);
+		pkt->tcp_flags = ((__u8 *)tcp)[13];
+	} else if (ip->protocol == IPPROTO_UDP) {
+		struct udphdr *udp = (void *)(ip + 1);
+		if ((void *)(udp + 1) > data_end || l4_len < sizeof(*udp))
+			return 0;
+		pkt->dport = bpf_ntohs(udp->dest);
+		pkt->tcp_flags = 0;
+	} else {
+		return 0;
+	}
+	pkt->l4proto = ip->protocol;
+	pkt->saddr = bpf_ntohl(ip->saddr);
+	return 1;
+}
+
 /* Parse an Ethernet frame. Returns PARSE_OK or the global counter to bump. */
 static __always_inline int parse_packet(void *data, void *data_end, __u32 wire_len, struct packet *pkt)
 {

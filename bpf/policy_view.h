@@ -44,31 +44,37 @@ static __always_inline int policy_view_get(struct policy_view *pv)
 	return 1;
 }
 
-/* The tenant and deny rule of a source address. IPv4 walks the compiled
- * /16-/24-/32 table, IPv6 the LPM trie (see abi.h). */
+/* The tenant and deny rule of an IPv4 source (host byte order): a walk of
+ * the compiled /16-/24-/32 table (see abi.h). */
+static __always_inline struct sl_source_class classify_source_v4(const struct policy_view *pv, __u32 addr)
+{
+	struct sl_source_class none = {};
+
+	if (!(pv->flags & SL_POL_SRC_V4))
+		return none;
+	__u32 *entry = slot_entry(&pol_src4_table, pv->slot, SL_SRC4_TABLE_SIZE, addr >> 16);
+	if (entry && (*entry & SL_SRC4_NEXT))
+		entry = slot_entry(&pol_src4_table, pv->slot, SL_SRC4_TABLE_SIZE,
+				   (*entry & ~SL_SRC4_NEXT) + ((addr >> 8) & 0xff));
+	if (entry && (*entry & SL_SRC4_NEXT))
+		entry = slot_entry(&pol_src4_table, pv->slot, SL_SRC4_TABLE_SIZE, (*entry & ~SL_SRC4_NEXT) + (addr & 0xff));
+	if (!entry || (*entry & SL_SRC4_NEXT))
+		return none;
+	struct sl_source_class found = { .tenant_id = sl_src4_tenant(*entry), .deny_id = sl_src4_deny(*entry) };
+	return found;
+}
+
+/* The tenant and deny rule of a source address. IPv6 looks it up in the
+ * LPM trie (see abi.h). */
 static __always_inline struct sl_source_class classify_source(const struct policy_view *pv,
 							       const struct packet *pkt)
 {
 	struct sl_source_class none = {};
 
 	if (pkt->family == 4) {
-		if (!(pv->flags & SL_POL_SRC_V4))
-			return none;
 		__be32 wire;
 		__builtin_memcpy(&wire, pkt->saddr + 12, 4);
-		__u32 addr = bpf_ntohl(wire);
-		__u32 *entry = slot_entry(&pol_src4_table, pv->slot, SL_SRC4_TABLE_SIZE, addr >> 16);
-		if (entry && (*entry & SL_SRC4_NEXT))
-			entry = slot_entry(&pol_src4_table, pv->slot, SL_SRC4_TABLE_SIZE,
-					   (*entry & ~SL_SRC4_NEXT) + ((addr >> 8) & 0xff));
-		if (entry && (*entry & SL_SRC4_NEXT))
-			entry = slot_entry(&pol_src4_table, pv->slot, SL_SRC4_TABLE_SIZE,
-					   (*entry & ~SL_SRC4_NEXT) + (addr & 0xff));
-		if (!entry || (*entry & SL_SRC4_NEXT))
-			return none;
-		struct sl_source_class found = { .tenant_id = sl_src4_tenant(*entry),
-						 .deny_id = sl_src4_deny(*entry) };
-		return found;
+		return classify_source_v4(pv, bpf_ntohl(wire));
 	}
 	if (!(pv->flags & SL_POL_SRC_V6))
 		return none;
@@ -79,6 +85,23 @@ static __always_inline struct sl_source_class classify_source(const struct polic
 	__builtin_memcpy(key.addr, pkt->saddr, 16);
 	struct sl_source_class *cls = bpf_map_lookup_elem(trie, &key);
 	return cls ? *cls : none;
+}
+
+/* enum sl_proto_index of TCP and UDP, -1 for any other protocol. */
+static __always_inline int proto_index_of(__u8 l4proto)
+{
+	return l4proto == IPPROTO_TCP ? SL_PROTO_TCP : l4proto == IPPROTO_UDP ? SL_PROTO_UDP : -1;
+}
+
+/* The port entry of (protocol, port); 0 for a protocol other than TCP and
+ * UDP. */
+static __always_inline struct sl_port_entry *port_entry(const struct policy_view *pv, __u8 l4proto, __u16 port)
+{
+	int proto_index = proto_index_of(l4proto);
+
+	if (proto_index < 0)
+		return 0;
+	return slot_entry(&pol_ports, pv->slot, SL_PORT_INDEX_SIZE, (__u32)proto_index << 16 | port);
 }
 
 /* The service a packet is for, and what static admission needs of it. */
@@ -93,22 +116,15 @@ static __always_inline struct service_match find_service(const struct policy_vie
 							 __u8 family, const __u8 addr[16])
 {
 	struct service_match none = {};
-	__u32 proto_index;
+	struct sl_port_entry *entry = port_entry(pv, l4proto, port);
 
-	if (l4proto == IPPROTO_TCP)
-		proto_index = SL_PROTO_TCP;
-	else if (l4proto == IPPROTO_UDP)
-		proto_index = SL_PROTO_UDP;
-	else
-		return none;
-
-	struct sl_port_entry *entry = slot_entry(&pol_ports, pv->slot, SL_PORT_INDEX_SIZE, proto_index << 16 | port);
 	if (!entry)
 		return none;
 	if (entry->flags & SL_PORT_BY_ADDR) {
 		void *by_addr = slot_map(&pol_svc_addr, pv->slot);
 		if (by_addr) {
-			struct sl_addr_key key = { .proto_index = proto_index, .family = family, .port = port };
+			struct sl_addr_key key = { .proto_index = proto_index_of(l4proto), .family = family,
+						   .port = port };
 			__builtin_memcpy(key.addr, addr, 16);
 			struct sl_addr_service *bound = bpf_map_lookup_elem(by_addr, &key);
 			if (bound && bound->service) {

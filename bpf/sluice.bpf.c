@@ -11,13 +11,19 @@
  * in-flight) apply to all new work. Packets of admitted work pass uncharged;
  * anything that cannot be parsed passes uncharged and is counted.
  *
- * The ingress judgement runs as two programs built from the same code
- * (judge() with `complete` a compile-time constant). The quick judge on the
- * hook holds only what static admission needs; whatever needs more (a
- * tracked service, an RST reply, a dry run) it hands over with a tail call
- * to the complete judge, which judges that packet from the start. Kept out
- * of the quick judge, the cold paths no longer slow the shedding of a flood
- * (bench/shed_rate).
+ * The ingress judgement runs as two programs. The quick judge on the hook
+ * judges what nearly all of a flood is: plain IPv4 (untagged, without
+ * options, not a fragment) TCP or UDP to a service with static limits only.
+ * Everything else (IPv6, VLAN tags, IP options and fragments, other
+ * protocols, malformed headers, services bound to an address, tracked and
+ * dry-run services, new connections to a service that refuses with an RST)
+ * it hands over with a tail call to the complete judge, which judges the
+ * packet from the start. The quick judge reads only the few header fields
+ * it needs and keeps them in registers; the cold paths' code and state
+ * stay out of the program that sheds a flood. It repeats the complete
+ * judge's steps for its packets, in the same order with the same counters:
+ * the fuzz test (tests/bpf/fuzz_packets_test.cpp) holds both to one
+ * reference.
  *
  * TC egress: ends the requests of tracked services at their first response
  * byte (latency, status, in-flight).
@@ -34,35 +40,71 @@
 #include "policy_view.h"
 #include "reply.h"
 
-/* Record a step of the decision in test builds; for the verifier these are
- * dead stores everywhere else and vanish. */
-#define TRACE(t, field, value)              \
-	do {                                \
-		if (sl_config.trace)        \
-			(t)->field = (value); \
+/* Tests only: the record of the last packet's judgement, in the trace map.
+ * Outside test builds the verifier knows sl_config.trace is 0 and prunes
+ * every use, so the judges pay nothing for it. */
+static __always_inline struct sl_trace *trace_record(void)
+{
+	__u32 zero = 0;
+
+	return sl_config.trace ? bpf_map_lookup_elem(&trace, &zero) : 0;
+}
+
+static __always_inline void trace_begin(void)
+{
+	struct sl_trace *t = trace_record();
+
+	if (t)
+		__builtin_memset(t, 0, sizeof(*t));
+}
+
+#define TRACE(field, value)                          \
+	do {                                         \
+		struct sl_trace *trace_ = trace_record(); \
+		if (trace_)                          \
+			trace_->field = (value);     \
+	} while (0)
+
+/* Count a packet's fate in the global counters and return its verdict. */
+#define FATE(counter, verdict)           \
+	do {                             \
+		TRACE(global, counter);  \
+		count(counter);          \
+		return verdict;          \
 	} while (0)
 
 /* A plain SYN opens a connection. SYN+FIN and SYN+RST open nothing (the
  * stack discards them): they pass uncharged and are never answered. */
-static __always_inline int is_new_connection(const struct packet *pkt)
+static __always_inline int is_new_connection(__u8 tcp_flags)
 {
-	return (pkt->tcp_flags & (TCP_FL_SYN | TCP_FL_ACK | TCP_FL_RST | TCP_FL_FIN)) == TCP_FL_SYN;
+	return (tcp_flags & (TCP_FL_SYN | TCP_FL_ACK | TCP_FL_RST | TCP_FL_FIN)) == TCP_FL_SYN;
 }
 
-/* In the functions below, `complete` is 0 in the quick judge, which only
- * gets that far for services that need none of what it guards: the test
- * takes that code out of the quick judge at compile time. */
-static __always_inline int reject(struct xdp_md *ctx, const struct sl_admission *adm,
-				  const struct packet *pkt, struct sl_global_counters *g, const int complete)
+/* A packet from a denied source: counted for its rule, then dropped. */
+static __always_inline int deny(__u32 rule, __u32 wire_len)
+{
+	struct sl_deny_counters *d = bpf_map_lookup_elem(&deny_stats, &rule);
+
+	if (d) {
+		d->packets++;
+		d->bytes += wire_len;
+	}
+	TRACE(deny_id, rule);
+	FATE(SL_G_DENIED, XDP_DROP);
+}
+
+/* ---- the complete judge ------------------------------------------------- */
+
+static __always_inline int reject(struct xdp_md *ctx, const struct sl_admission *adm, const struct packet *pkt)
 {
 	/* A fragmented SYN's length is unknown here, so its RST could not carry
 	 * the right ACK: such a SYN is dropped instead. */
-	if (complete && adm->reject == SL_REJECT_RST && pkt->l4proto == IPPROTO_TCP && !pkt->fragmented) {
+	if (adm->reject == SL_REJECT_RST && pkt->l4proto == IPPROTO_TCP && !pkt->fragmented) {
 		if (build_rst(ctx, pkt) == 0) {
-			count(g, SL_G_RST_SENT);
+			count(SL_G_RST_SENT);
 			return XDP_TX;
 		}
-		count(g, SL_G_RST_FAILED);
+		count(SL_G_RST_FAILED);
 	}
 	return XDP_DROP;
 }
@@ -71,10 +113,9 @@ static __always_inline int reject(struct xdp_md *ctx, const struct sl_admission 
  * it for its service when the controller needs it (adaptive reasons) or in
  * dry run; static refusals are only counted per pair, so the shed path of a
  * flood pays for nothing more. */
-static __always_inline int refused(__u32 service_id, const struct sl_admission *adm, enum sl_reason reason,
-				   const int complete)
+static __always_inline int refused(__u32 service_id, const struct sl_admission *adm, enum sl_reason reason)
 {
-	int dry = complete && (adm->flags & SL_SVC_DRY_RUN);
+	int dry = adm->flags & SL_SVC_DRY_RUN;
 
 	if (dry || reason >= SL_R_INFLIGHT) {
 		struct sl_service_counters *sc = bpf_map_lookup_elem(&service_stats, &service_id);
@@ -95,8 +136,6 @@ struct judged {
 	const struct sl_admission *adm;
 	const struct packet *pkt;
 	struct sl_counters *counters;
-	struct sl_global_counters *g;
-	struct sl_trace *t;
 	__u32 service_id;
 	__u32 tenant_id;
 	__u32 pair;
@@ -112,7 +151,7 @@ static __always_inline int track_client_segment(const struct judged *j)
 	 * clients do this): the request counts, the FIN ends nothing. */
 	int closing = (pkt->tcp_flags & TCP_FL_RST) || ((pkt->tcp_flags & TCP_FL_FIN) && pkt->tcp_payload == 0);
 
-	TRACE(j->t, reason, SL_R_PASSED);
+	TRACE(reason, SL_R_PASSED);
 	if (!closing && pkt->tcp_payload == 0) {
 		j->counters->verdict[SL_R_PASSED]++;
 		return XDP_PASS; /* a pure ACK says nothing about requests */
@@ -130,57 +169,48 @@ static __always_inline int track_client_segment(const struct judged *j)
 	}
 
 	if (f && request_claim(f)) {
-		TRACE(j->t, reason, SL_R_REQUEST); /* admitted with its connection */
+		TRACE(reason, SL_R_REQUEST); /* admitted with its connection */
 		j->counters->verdict[SL_R_REQUEST]++;
 		return XDP_PASS;
 	}
 	__u32 level = tenant_level(j->pv, j->tenant_id);
 	struct adaptive_gate gate = {};
-	enum sl_reason reason = adaptive_check(j->pv, j->service_id, level, j->g, &gate);
+	enum sl_reason reason = adaptive_check(j->pv, j->service_id, level, &gate);
 	if (reason == SL_R_ADMITTED)
 		reason = adaptive_claim_probe(&gate);
-	TRACE(j->t, reason, reason);
-	if (reason != SL_R_ADMITTED && reason < SL_R__COUNT && refused(j->service_id, j->adm, reason, 1)) {
+	TRACE(reason, reason);
+	if (reason != SL_R_ADMITTED && reason < SL_R__COUNT && refused(j->service_id, j->adm, reason)) {
 		j->counters->verdict[reason]++;
-		return reject(j->ctx, j->adm, pkt, j->g, 1);
+		return reject(j->ctx, j->adm, pkt);
 	}
-	TRACE(j->t, reason, SL_R_REQUEST);
+	TRACE(reason, SL_R_REQUEST);
 	request_begin(&key, f, j->service_id, j->tenant_id, level, precise_clock());
 	j->counters->verdict[SL_R_REQUEST]++;
 	return XDP_PASS;
 }
 
-/* What the quick judge leaves to the complete one: every packet of a
- * tracked or dry-run service, and every new connection to a service that
- * refuses with an RST (the quick judge cannot write the reply). */
-static __always_inline int needs_complete_judgement(const struct sl_admission *adm, const struct packet *pkt)
-{
-	return (adm->flags & (SL_SVC_TRACK | SL_SVC_DRY_RUN)) ||
-	       (adm->reject == SL_REJECT_RST && pkt->l4proto == IPPROTO_TCP && is_new_connection(pkt));
-}
-
 /* A unit of admission: a new connection or a datagram. */
-static __always_inline int admit_unit(const struct judged *j, const int complete)
+static __always_inline int admit_unit(const struct judged *j)
 {
-	int tracked = complete && (j->adm->flags & SL_SVC_TRACK);
+	int tracked = j->adm->flags & SL_SVC_TRACK;
 	enum sl_reason reason = SL_R_ADMITTED;
 	struct adaptive_gate gate = {};
 	__u32 level = 0;
 
 	if (tracked) {
 		level = tenant_level(j->pv, j->tenant_id);
-		reason = adaptive_check(j->pv, j->service_id, level, j->g, &gate);
+		reason = adaptive_check(j->pv, j->service_id, level, &gate);
 	}
 	if (reason == SL_R_ADMITTED)
-		reason = admit_static(j->pv, j->adm, j->service_id, j->pair, j->pkt);
+		reason = admit_static(j->pv, j->adm, j->service_id, j->pair, j->pkt->family, j->pkt->saddr);
 	if (reason == SL_R_ADMITTED)
 		reason = adaptive_claim_probe(&gate);
-	TRACE(j->t, reason, reason);
+	TRACE(reason, reason);
 	if (reason >= SL_R__COUNT)
 		return XDP_PASS;
-	if (reason != SL_R_ADMITTED && refused(j->service_id, j->adm, reason, complete)) {
+	if (reason != SL_R_ADMITTED && refused(j->service_id, j->adm, reason)) {
 		j->counters->verdict[reason]++;
-		return reject(j->ctx, j->adm, j->pkt, j->g, complete);
+		return reject(j->ctx, j->adm, j->pkt);
 	}
 	j->counters->verdict[SL_R_ADMITTED]++;
 	if (tracked) {
@@ -196,20 +226,10 @@ static __always_inline int admit_unit(const struct judged *j, const int complete
 	return XDP_PASS;
 }
 
-/* Judge one parsed packet (`parsed` is what parse_packet() returned), quickly
- * or completely (see the top of this file). `t` records the decision on the
- * way (only kept in test builds; otherwise the verifier prunes the record). */
-static __always_inline int judge_parsed(struct xdp_md *ctx, struct sl_global_counters *g, struct sl_trace *t,
-					const int complete, int parsed, const struct packet *pkt, __u32 wire_len)
+/* Judge one parsed packet (`parsed` is what parse_packet() returned). */
+static __always_inline int judge_parsed(struct xdp_md *ctx, int parsed, const struct packet *pkt, __u32 wire_len)
 {
 	struct policy_view pv = {};
-
-#define FATE(counter, verdict) \
-	do {                    \
-		TRACE(t, global, counter); \
-		count(g, counter); \
-		return verdict;    \
-	} while (0)
 
 	if (parsed != PARSE_OK)
 		FATE(parsed, XDP_PASS);
@@ -217,16 +237,8 @@ static __always_inline int judge_parsed(struct xdp_md *ctx, struct sl_global_cou
 		FATE(SL_G_NO_POLICY, XDP_PASS);
 
 	struct sl_source_class source = classify_source(&pv, pkt);
-	if (source.deny_id) {
-		__u32 rule = source.deny_id;
-		struct sl_deny_counters *d = bpf_map_lookup_elem(&deny_stats, &rule);
-		if (d) {
-			d->packets++;
-			d->bytes += wire_len;
-		}
-		TRACE(t, deny_id, source.deny_id);
-		FATE(SL_G_DENIED, XDP_DROP);
-	}
+	if (source.deny_id)
+		return deny(source.deny_id, wire_len);
 
 	if (pkt->fragment)
 		FATE(SL_G_FRAGMENT, XDP_PASS);
@@ -244,31 +256,24 @@ static __always_inline int judge_parsed(struct xdp_md *ctx, struct sl_global_cou
 	if (!counters || source.tenant_id >= sl_config.max_tenants)
 		FATE(SL_G_OUT_OF_RANGE, XDP_PASS); /* the CLI never lets this happen */
 
-	TRACE(t, service_id, service_id);
-	TRACE(t, tenant_id, source.tenant_id);
-	if (!complete && needs_complete_judgement(adm, pkt)) {
-		bpf_tail_call(ctx, &judges, SL_JUDGE_COMPLETE);
-		FATE(SL_G_UNJUDGED, XDP_PASS); /* no complete judge loaded: fail open */
-	}
-#undef FATE
-	struct judged j = { .ctx = ctx, .pv = &pv, .adm = adm, .pkt = pkt, .counters = counters, .g = g,
-			    .t = t, .service_id = service_id, .tenant_id = source.tenant_id, .pair = pair };
-	if (pkt->l4proto == IPPROTO_TCP && !is_new_connection(pkt)) {
-		if (complete && (adm->flags & SL_SVC_TRACK))
+	TRACE(service_id, service_id);
+	TRACE(tenant_id, source.tenant_id);
+	struct judged j = { .ctx = ctx, .pv = &pv, .adm = adm, .pkt = pkt, .counters = counters,
+			    .service_id = service_id, .tenant_id = source.tenant_id, .pair = pair };
+	if (pkt->l4proto == IPPROTO_TCP && !is_new_connection(pkt->tcp_flags)) {
+		if (adm->flags & SL_SVC_TRACK)
 			return track_client_segment(&j);
-		TRACE(t, reason, SL_R_PASSED);
+		TRACE(reason, SL_R_PASSED);
 		counters->verdict[SL_R_PASSED]++;
 		return XDP_PASS;
 	}
-	return admit_unit(&j, complete);
+	return admit_unit(&j);
 }
 
-/* Judge one packet. Untagged IPv4, nearly every frame, is judged by a copy
- * of its own: knowing the family and the header offsets, the compiler keeps
- * more of what the parse found in registers instead of spilling it (bench
- * packet_cost: 0.5 to 2 ns less on most paths). */
-static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *g, struct sl_trace *t,
-				 const int complete)
+/* Judge one packet completely. Untagged IPv4 is judged by a copy of its
+ * own: knowing the family and the header offsets, the compiler keeps more
+ * of what the parse found in registers instead of spilling it. */
+static __always_inline int judge(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -276,39 +281,103 @@ static __always_inline int judge(struct xdp_md *ctx, struct sl_global_counters *
 	struct packet pkt = {};
 
 	if (is_untagged_ipv4(data, data_end))
-		return judge_parsed(ctx, g, t, complete, parse_untagged_ipv4(data, data_end, wire_len, &pkt), &pkt,
-				    wire_len);
-	return judge_parsed(ctx, g, t, complete, parse_packet(data, data_end, wire_len, &pkt), &pkt, wire_len);
+		return judge_parsed(ctx, parse_untagged_ipv4(data, data_end, wire_len, &pkt), &pkt, wire_len);
+	return judge_parsed(ctx, parse_packet(data, data_end, wire_len, &pkt), &pkt, wire_len);
 }
 
-static __always_inline int run(struct xdp_md *ctx, const int complete)
-{
-	__u32 zero = 0;
-	struct sl_global_counters *g = bpf_map_lookup_elem(&global_stats, &zero);
-	struct sl_trace t = {};
+/* ---- the quick judge ---------------------------------------------------- */
 
-	if (!complete)
-		count(g, SL_G_PACKETS); /* once, by the program on the hook */
-	int action = judge(ctx, g, &t, complete);
-	if (sl_config.trace) {
-		t.action = action;
-		bpf_map_update_elem(&trace, &zero, &t, BPF_ANY);
+/* What the quick judge returns for a packet the complete judge must judge. */
+#define HAND_OVER (-1)
+
+/* What the quick judge leaves to the complete one, once it knows the
+ * service: every packet of a tracked or dry-run service, and every new
+ * connection to a service that refuses with an RST (the complete judge
+ * writes the reply). */
+static __always_inline int needs_complete_judgement(const struct sl_admission *adm, int new_tcp_connection)
+{
+	return (adm->flags & (SL_SVC_TRACK | SL_SVC_DRY_RUN)) ||
+	       (new_tcp_connection && adm->reject == SL_REJECT_RST);
+}
+
+/* Judge a plain IPv4 packet by static limits, as the complete judge would,
+ * or return HAND_OVER. Everything it decides it decides in the complete
+ * judge's order, with the same counters and verdicts. */
+static __always_inline int quick_judge(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct plain_ipv4 pkt;
+	struct policy_view pv = {};
+
+	if (!parse_plain_ipv4(data, data_end, &pkt))
+		return HAND_OVER;
+	if (!policy_view_get(&pv))
+		FATE(SL_G_NO_POLICY, XDP_PASS);
+
+	struct sl_source_class source = classify_source_v4(&pv, pkt.saddr);
+	if (source.deny_id)
+		return deny(source.deny_id, data_end - data);
+
+	struct sl_port_entry *port = port_entry(&pv, pkt.l4proto, pkt.dport);
+	if (!port || (port->flags & SL_PORT_BY_ADDR))
+		return HAND_OVER;
+	__u32 service_id = port->any_addr_service;
+	if (!service_id)
+		FATE(SL_G_NOT_SERVICE, XDP_PASS);
+	const struct sl_admission *adm = &port->any_addr;
+
+	__u32 pair = sl_pair_index(service_id, source.tenant_id, sl_config.max_tenants);
+	struct sl_counters *counters = bpf_map_lookup_elem(&pair_stats, &pair);
+	if (!counters || source.tenant_id >= sl_config.max_tenants)
+		FATE(SL_G_OUT_OF_RANGE, XDP_PASS);
+
+	int tcp = pkt.l4proto == IPPROTO_TCP;
+	int new_unit = !tcp || is_new_connection(pkt.tcp_flags);
+	if (needs_complete_judgement(adm, tcp && new_unit))
+		return HAND_OVER;
+	TRACE(service_id, service_id);
+	TRACE(tenant_id, source.tenant_id);
+	if (!new_unit) {
+		TRACE(reason, SL_R_PASSED);
+		counters->verdict[SL_R_PASSED]++;
+		return XDP_PASS;
 	}
-	return action;
+	__u8 mapped[16]; /* the source's per-source key, only if the service has such limits */
+	if (adm->flags & SL_SVC_PER_SOURCE)
+		map_v4(mapped, bpf_htonl(pkt.saddr));
+	enum sl_reason reason = admit_static(&pv, adm, service_id, pair, 4, mapped);
+	TRACE(reason, reason);
+	counters->verdict[reason]++;
+	return reason == SL_R_ADMITTED ? XDP_PASS : XDP_DROP;
 }
 
 /* The quick judge: the program attached to the XDP hook. */
 SEC("xdp")
 int sluice_xdp(struct xdp_md *ctx)
 {
-	return run(ctx, 0);
+	trace_begin();
+	count(SL_G_PACKETS); /* once, here on the hook */
+	int action = quick_judge(ctx);
+	if (action == HAND_OVER) {
+		bpf_tail_call(ctx, &judges, SL_JUDGE_COMPLETE);
+		TRACE(global, SL_G_UNJUDGED); /* no complete judge loaded: fail open */
+		count(SL_G_UNJUDGED);
+		action = XDP_PASS;
+	}
+	TRACE(action, action);
+	return action;
 }
 
 /* The complete judge: reached only through judges[SL_JUDGE_COMPLETE]. */
 SEC("xdp")
 int sluice_xdp_complete(struct xdp_md *ctx)
 {
-	return run(ctx, 1);
+	trace_begin();
+	int action = judge(ctx);
+
+	TRACE(action, action);
+	return action;
 }
 
 /* "HTTP/1.x 5" at the start of a response payload. */

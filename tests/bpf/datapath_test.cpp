@@ -7,6 +7,7 @@
 
 #include "../lib/packet.hpp"
 #include "../lib/xdp_tester.hpp"
+#include "sluice.skel.h"
 
 using namespace sluice;
 using namespace sluice::test;
@@ -312,6 +313,57 @@ TEST(DataPath, PerSourceBucketsIsolateHotSources) {
   EXPECT_EQ(t.run(syn("198.18.0.50")).action, XDP_PASS);
   EXPECT_EQ(t.run(syn("198.18.0.51")).action, XDP_DROP);
   EXPECT_EQ(t.pair("web", "default").verdict[SL_R_TENANT_LIMIT], 1u);
+}
+
+// The quick judge on the hook judges plain IPv4 alone: with the complete
+// judge gone, plain IPv4 to a service with static limits (per-source ones
+// too), deny rules and traffic for no service are still judged, while every
+// other header variant is handed over, passes and is counted unjudged.
+TEST(DataPath, TheQuickJudgeJudgesPlainIpv4AloneAndHandsOverTheRest) {
+  Policy p;
+  policy::Service web = tcp_service("web", 80, Rate{1, 3600}, 1);
+  web.per_source = Rate{1, 3600};
+  web.per_source_burst = 1;
+  p.services.push_back(web);
+  p.deny.push_back(Cidr::parse("203.0.113.0/24"));
+  XdpTester t(p);
+  t.set_now(kT0);
+  kernel::DataPath& dp = t.datapath();
+  uint32_t slot = SL_JUDGE_COMPLETE;
+  ASSERT_EQ(bpf_map_delete_elem(dp.map_fd(dp.skel()->maps.judges), &slot), 0);
+
+  EXPECT_EQ(t.run(syn("198.18.0.1")).action, XDP_PASS);  // the tenant's one token, and the source's
+  EXPECT_EQ(t.run(syn("198.18.0.1")).action, XDP_DROP);  // the source's bucket is empty
+  EXPECT_EQ(t.run(syn("198.18.0.7")).action, XDP_DROP);  // the tenant's bucket is empty
+  EXPECT_EQ(t.pair("web", "default").verdict[SL_R_SOURCE_LIMIT], 1u);
+  EXPECT_EQ(t.pair("web", "default").verdict[SL_R_TENANT_LIMIT], 1u);
+  EXPECT_EQ(t.run(syn("203.0.113.9")).action, XDP_DROP);
+  EXPECT_EQ(t.global(SL_G_DENIED), 1u);
+  EXPECT_EQ(t.run(syn("198.18.0.1", "198.18.0.2", 443)).action, XDP_PASS);
+  EXPECT_EQ(t.global(SL_G_NOT_SERVICE), 1u);
+  EXPECT_EQ(t.global(SL_G_UNJUDGED), 0u);
+
+  std::vector<std::pair<std::string, Bytes>> handed_over = {
+      {"ipv6", syn6()},
+      {"vlan", PacketBuilder().vlan(100).ipv4("198.18.0.9", "198.18.0.2").tcp(1, 80).flags(tcp_flag::SYN).build()},
+      {"ipv4 options", PacketBuilder().ipv4("198.18.0.9", "198.18.0.2").ip_options(Bytes(4, 1)).tcp(1, 80)
+                           .flags(tcp_flag::SYN).build()},
+      {"ipv4 first fragment", PacketBuilder().ipv4("198.18.0.9", "198.18.0.2").mf().tcp(1, 80)
+                                  .flags(tcp_flag::SYN).build()},
+      {"truncated tcp", PacketBuilder().ipv4("198.18.0.9", "198.18.0.2").tcp(1, 80).flags(tcp_flag::SYN)
+                            .truncate(14 + 20 + 10).build()},
+  };
+  uint64_t unjudged = 0;
+  for (const auto& [name, frame] : handed_over) {
+    EXPECT_EQ(t.run(frame).action, XDP_PASS) << name;
+    EXPECT_EQ(t.global(SL_G_UNJUDGED), ++unjudged) << name;
+  }
+  EXPECT_EQ(t.pair("web", "default").verdict[SL_R_TENANT_LIMIT], 1u);  // none of them was charged
+
+  dp.connect_judges();
+  EXPECT_EQ(t.run(syn6()).action, XDP_DROP);  // the complete judge is back: the tenant's bucket is empty
+  EXPECT_EQ(t.global(SL_G_UNJUDGED), unjudged);
+  EXPECT_EQ(t.global(SL_G_PACKETS), 5u + handed_over.size() + 1);
 }
 
 TEST(DataPath, DenyRulesDropEverythingFromAPrefixAndCountPerRule) {
