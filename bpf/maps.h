@@ -259,14 +259,6 @@ struct {
 	__type(value, struct heartbeat_verdict);
 } heartbeat_verdicts SEC(".maps");
 
-/* Tests only: the last decision, when sl_config.trace is set. Not pinned. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct sl_trace);
-} trace SEC(".maps");
-
 /* Tests only: "now" when sl_config.fake_clock is set. Not pinned, so every
  * test harness has its own clock. */
 struct {

@@ -40,30 +40,33 @@
 #include "policy_view.h"
 #include "reply.h"
 
-/* Tests only: the record of the last packet's judgement, in the trace map.
- * Outside test builds the verifier knows sl_config.trace is 0 and prunes
- * every use, so the judges pay nothing for it. */
-static __always_inline struct sl_trace *trace_record(void)
-{
-	__u32 zero = 0;
+/* Tests only: how the last packet was judged, when sl_config.trace is set.
+ * A global, so that writing it needs no lookup: outside test builds the
+ * verifier knows sl_config.trace is 0 and prunes every write, and each
+ * place that records pays one dead load of the flag. */
+struct sl_trace last_trace = {};
 
-	return sl_config.trace ? bpf_map_lookup_elem(&trace, &zero) : 0;
-}
+#define TRACE(field, value)                      \
+	do {                                     \
+		if (sl_config.trace)             \
+			last_trace.field = (value); \
+	} while (0)
 
 static __always_inline void trace_begin(void)
 {
-	struct sl_trace *t = trace_record();
-
-	if (t)
-		__builtin_memset(t, 0, sizeof(*t));
+	if (sl_config.trace)
+		__builtin_memset(&last_trace, 0, sizeof(last_trace));
 }
 
-#define TRACE(field, value)                          \
-	do {                                         \
-		struct sl_trace *trace_ = trace_record(); \
-		if (trace_)                          \
-			trace_->field = (value);     \
-	} while (0)
+/* The service, tenant and reason of a judged packet, recorded at once. */
+static __always_inline void trace_judged(__u32 service_id, __u32 tenant_id, enum sl_reason reason)
+{
+	if (sl_config.trace) {
+		last_trace.service_id = service_id;
+		last_trace.tenant_id = tenant_id;
+		last_trace.reason = reason;
+	}
+}
 
 /* Count a packet's fate in the global counters and return its verdict. */
 #define FATE(counter, verdict)           \
@@ -336,10 +339,8 @@ static __always_inline int quick_judge(struct xdp_md *ctx)
 	int new_unit = !tcp || is_new_connection(pkt.tcp_flags);
 	if (needs_complete_judgement(adm, tcp && new_unit))
 		return HAND_OVER;
-	TRACE(service_id, service_id);
-	TRACE(tenant_id, source.tenant_id);
 	if (!new_unit) {
-		TRACE(reason, SL_R_PASSED);
+		trace_judged(service_id, source.tenant_id, SL_R_PASSED);
 		counters->verdict[SL_R_PASSED]++;
 		return XDP_PASS;
 	}
@@ -347,7 +348,7 @@ static __always_inline int quick_judge(struct xdp_md *ctx)
 	if (adm->flags & SL_SVC_PER_SOURCE)
 		map_v4(mapped, bpf_htonl(pkt.saddr));
 	enum sl_reason reason = admit_static(&pv, adm, service_id, pair, 4, mapped);
-	TRACE(reason, reason);
+	trace_judged(service_id, source.tenant_id, reason);
 	counters->verdict[reason]++;
 	return reason == SL_R_ADMITTED ? XDP_PASS : XDP_DROP;
 }

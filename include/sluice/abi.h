@@ -484,11 +484,11 @@ struct sl_prog_config {
 	__u32 max_tenants;  /* stride of the pair-indexed arrays */
 	__u32 ns_per_tick;  /* 10^9 / CONFIG_HZ; 0: read bpf_ktime_get_ns instead of jiffies */
 	__u8 fake_clock;    /* tests: read "now" from fake_clock[0] instead of the kernel */
-	__u8 trace;         /* tests: record every decision in trace[0] */
+	__u8 trace;         /* tests: record every decision in last_trace */
 	__u8 reserved[6];
 };
 
-/* trace[0] in test builds: how the last packet was judged, so a fuzzer can
+/* last_trace in test builds: how the last packet was judged, so a fuzzer can
  * compare each decision with a reference model. */
 struct sl_trace {
 	__u32 global;     /* the enum sl_global_counter that told its fate; 0 if it reached a service */

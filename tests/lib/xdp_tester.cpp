@@ -92,8 +92,7 @@ sl_service_counters XdpTester::would_shed(const std::string& service) const {
 uint64_t XdpTester::global(sl_global_counter which) const { return counters().global.c[which]; }
 
 sl_trace XdpTester::last_decision() const {
-  uint32_t zero = 0;
-  return kernel::map_lookup<uint32_t, sl_trace>(dp_->map_fd(dp_->skel()->maps.trace), zero).value_or(sl_trace{});
+  return dp_->skel()->bss->last_trace;
 }
 
 uint64_t XdpTester::deny_packets(const std::string& prefix) const {
