@@ -133,8 +133,13 @@ void ResponseFloor::observe(uint64_t now_ns, Tick kind, double sum_us, uint64_t 
   std::optional<double> cv = spread();
   bool probe = kind == Tick::kDraining || kind == Tick::kDrained;
   if (settling(now_ns) || !cv) {
-    // Until then the least tick mean stands in (see value()).
-    unsure_.push_back({now_ns, mean_us, static_cast<double>(answers), settling(now_ns), probe});
+    // Until then the least tick mean stands in (see value()). A drain
+    // probe's measure is not among the first answers, even while they
+    // settle: it came after the queue drained, and for a service with fewer
+    // workers than the first limit admits it is the only answer without a
+    // queue.
+    bool first_answers = settling(now_ns) && kind != Tick::kDrained;
+    unsure_.push_back({now_ns, mean_us, static_cast<double>(answers), first_answers, probe});
     return;
   }
   // The pools begin. The ticks before them are candidates too, now that
