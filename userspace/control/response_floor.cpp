@@ -135,9 +135,9 @@ void ResponseFloor::observe(uint64_t now_ns, Tick kind, double sum_us, uint64_t 
   if (settling(now_ns) || !cv) {
     // Until then the least tick mean stands in (see value()). A drain
     // probe's measure is not among the first answers, even while they
-    // settle: it came after the queue drained, and for a service with fewer
-    // workers than the first limit admits it is the only answer without a
-    // queue.
+    // settle: it came after the probe drained the queue, and for a service
+    // with fewer workers than the first limit admits it is the fastest
+    // answer since the very first.
     bool first_answers = settling(now_ns) && kind != Tick::kDrained;
     unsure_.push_back({now_ns, mean_us, static_cast<double>(answers), first_answers, probe});
     return;

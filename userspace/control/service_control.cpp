@@ -222,11 +222,8 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   if (probing()) {
     // The last tick measures the probe; a slow service answers in bunches
     // and may answer nothing in it. Then the probe goes on a tick rather
-    // than measure nothing and wait a window for the next. (A test of the
-    // first floor first waits for the queue to drain: see below.)
-    if (ts.in_flight > view_.kernel_limit && probe_drain_wait_ > 0)
-      probe_drain_wait_--;
-    else if (probe_ticks_left_ == 1 && !ts.rt_samples && probe_ticks_spare_ > 0)
+    // than measure nothing and wait a window for the next.
+    if (probe_ticks_left_ == 1 && !ts.rt_samples && probe_ticks_spare_ > 0)
       probe_ticks_spare_--;
     else
       probe_ticks_left_--;
@@ -357,11 +354,6 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
     double rt_us = floor_known ? floor_us_now : tick_rt;
     probe_ticks_left_ = drain_probe_ticks(confirming ? std::max(rt_us, slow_probe_rt_us_) : rt_us);
     probe_ticks_spare_ = probe_ticks_left_;
-    // The first answers' queue may be deeper than the probe's length
-    // assumes (a service with fewer workers than the first limit admits):
-    // a test of the first floor counts down only once no more than the
-    // probe's limit is in flight, within a quarter of the window.
-    probe_drain_wait_ = test_floor ? static_cast<int>(drain_ticks_most()) : 0;
     // A service too slow for that cannot be probed: say once what would fit
     // (four times the probe it wants, to the second).
     bool floor_fits = drain_ticks_wanted(floor_us_now) <= drain_ticks_most();

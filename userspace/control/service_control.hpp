@@ -156,7 +156,6 @@ class ServiceController {
   bool said_window_too_short_ = false;  // the log said the service is too slow for the window's probes
   int probe_ticks_left_ = 0;
   int probe_ticks_spare_ = 0;  // ticks a probe may go on while its last one has no answers to measure
-  int probe_drain_wait_ = 0;  // ticks a test of the first floor may wait for its queue to drain
   bool after_probe_ = false;  // the tick after a probe still shows its refusals
   double slow_probe_rt_us_ = 0;      // a probe that found the service slower, awaiting the next
   uint64_t slow_probe_until_ns_ = 0;  // the next probe must come before this to confirm it
