@@ -77,12 +77,25 @@ static __always_inline int bucket_take(struct sl_bucket *b, __u64 now, __u64 int
 	return 0;
 }
 
-/* The (service, tenant) bucket, at the tenant's own rate if it has one. */
-static __always_inline enum sl_reason admit_pair(const struct policy_view *pv, const struct sl_admission *adm,
-						 __u32 pair, __u64 now)
+/* Static admission: the per-source bucket of `saddr` (IPv4-mapped for
+ * IPv4; read only for a service with per-source limits, which also costs a
+ * read of its whole entry), then the (service, tenant) bucket, at the
+ * tenant's own rate if it has one. */
+static __always_inline enum sl_reason admit_static(const struct policy_view *pv, const struct sl_admission *adm,
+						   __u32 service_id, __u32 pair, __u8 family, const __u8 saddr[16])
 {
-	__u64 interval_ns = adm->interval_ns, tolerance_ns = adm->tolerance_ns;
+	__u64 now = bucket_clock();
 
+	if (adm->flags & SL_SVC_PER_SOURCE) {
+		const struct sl_service *svc = service_get(pv, service_id);
+		struct sl_source_key key = { .service_id = service_id, .family = family };
+		__builtin_memcpy(key.addr, saddr, 16);
+		struct sl_bucket *b = svc ? source_bucket(&key) : 0;
+		if (b && !bucket_take(b, now, svc->per_source.interval_ns, svc->per_source.tolerance_ns))
+			return SL_R_SOURCE_LIMIT;
+	}
+
+	__u64 interval_ns = adm->interval_ns, tolerance_ns = adm->tolerance_ns;
 	if (adm->flags & SL_SVC_TENANT_LIMITS) {
 		void *limits = slot_map(&pol_limits, pv->slot);
 		struct sl_rate *own = limits ? bpf_map_lookup_elem(limits, &pair) : 0;
@@ -97,25 +110,6 @@ static __always_inline enum sl_reason admit_pair(const struct policy_view *pv, c
 			return SL_R_TENANT_LIMIT;
 	}
 	return SL_R_ADMITTED;
-}
-
-/* Static admission: the per-source bucket of `saddr` (IPv4-mapped for
- * IPv4; read only for a service with per-source limits, which also costs a
- * read of its whole entry), then the (service, tenant) bucket. */
-static __always_inline enum sl_reason admit_static(const struct policy_view *pv, const struct sl_admission *adm,
-						   __u32 service_id, __u32 pair, __u8 family, const __u8 saddr[16])
-{
-	__u64 now = bucket_clock();
-
-	if (adm->flags & SL_SVC_PER_SOURCE) {
-		const struct sl_service *svc = service_get(pv, service_id);
-		struct sl_source_key key = { .service_id = service_id, .family = family };
-		__builtin_memcpy(key.addr, saddr, 16);
-		struct sl_bucket *b = svc ? source_bucket(&key) : 0;
-		if (b && !bucket_take(b, now, svc->per_source.interval_ns, svc->per_source.tolerance_ns))
-			return SL_R_SOURCE_LIMIT;
-	}
-	return admit_pair(pv, adm, pair, now);
 }
 
 #endif /* SLUICE_BPF_BUCKETS_H */
