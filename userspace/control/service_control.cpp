@@ -305,13 +305,22 @@ uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts
   // shows a queue the limit doubles (as TCP's slow start), after that it
   // grows by sqrt(L). (The latest tick itself: the smoothed time lags.)
   bool flat = floor_known && std::max(tick_low, recent_low) <= floor_us_now * kSlowStartExit;
-  uint64_t step = !flat              ? 0
-                  : !saturated_once_ ? std::max<uint64_t>(1, learned_)
-                                     : std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(std::sqrt(learned_))));
+  // Doubling needs more: the latest tick's own mean at the floor, not just
+  // one that chance could have lifted off it. A limit that already meets
+  // the capacity admits its headroom as a small queue, and the waits in it
+  // spread the answers, so the discount for chance grows with the very
+  // queue it should show (8 x 20 ms: 8 doubled to 16, and answers took 55
+  // ms). Between the two, the limit grows by sqrt(L) and keeps no room
+  // beyond Little's law, as HyStart++ slows TCP's slow start on a first
+  // rise in delay.
+  bool surely_flat = flat && (saturated_once_ || std::max(tick_rt, recent_low) <= floor_us_now * kSlowStartExit);
+  uint64_t doubling = std::max<uint64_t>(1, learned_);
+  uint64_t sqrt_step = std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(std::sqrt(learned_))));
+  uint64_t step = !flat ? 0 : !saturated_once_ && surely_flat ? doubling : sqrt_step;
   // Without a queue, Little's law sees only the current concurrency: while
   // answers are as fast as ever, keep twice that as room for the load's
   // bursts (once they slow down, the service is near what it can take).
-  uint64_t room = flat ? 2 * littles : littles;
+  uint64_t room = surely_flat ? 2 * littles : littles;
   // Steps come at most once a response time (as TCP grows its window once a
   // round trip): what a step admits shows in response times only that much
   // later, and a slow service would be stepped far past its capacity before
