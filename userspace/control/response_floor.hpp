@@ -21,8 +21,8 @@
 //    imprecise to say anything does not enter at all.
 //  - A service's first answers give no floor for ten times their slowest
 //    tick mean (at most a second): they are its fastest. A drain probe's
-//    measure is not among them: it came after the probe drained the queue. After that, until
-//    the spread is known, the least tick mean stands in.
+//    measure is not among them: it came after the probe drained the queue.
+//    After that, until the spread is known, the least tick mean stands in.
 // Answers that are all alike (a spread below what the histogram resolves)
 // make every tick's mean exact, and the floor is the least tick mean, as it
 // always was.

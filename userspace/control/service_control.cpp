@@ -197,9 +197,10 @@ int ServiceController::drain_probe_ticks(double rt_us) const {
  * service (or before anything was learned); while they show none and the
  * kernel still refuses work, the limit is in the way of load the service
  * could take, and it grows by sqrt(L) a step (Gradient2's queue allowance),
- * by doubling before the service ever showed a queue (slow start), a step
- * at most every tick and every response time; and it stays at least twice
- * the concurrency it sees, room for bursts.
+ * by doubling before the service ever showed a queue (slow start) while
+ * answers sit surely at the floor, a step at most every tick and every
+ * response time; and it stays at least twice the concurrency it sees, room
+ * for bursts.
  */
 uint64_t ServiceController::bbr_limit(uint64_t now_ns, const algo::TickStats& ts, const sl_obs_counters& answers,
                                       int64_t cpu, bool kernel_dropped, const LogLine& log) {
