@@ -162,6 +162,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } obs_shared SEC(".maps");
 
+/* Written by the flow census while it runs (struct sl_flow_census). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_census_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} census_state SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SL_DEFAULT_MAX_SERVICES); /* geometry */

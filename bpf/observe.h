@@ -50,6 +50,37 @@ static __always_inline struct sl_obs_counters *obs_counters(__u32 service_id)
 	return bpf_map_lookup_elem(&obs_stats, &service_id);
 }
 
+/* The flow census, while one runs (struct sl_flow_census in abi.h). */
+static __always_inline struct sl_census_state *census_now(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&census_state, &zero);
+}
+
+/* A flow taking its slot now, while a census runs, is marked so the census
+ * does not count it: the slot was not held when it began. (0: none runs.) */
+static __always_inline __u32 census_entry_mark(void)
+{
+	struct sl_census_state *census = census_now();
+	__u32 running = census ? census->running : 0;
+
+	return running ? running | SL_CENSUS_ENTERED : 0;
+}
+
+/* A flow gave up its slot (the in-flight count is already lower): if it
+ * held the slot when the running census began and the census has not
+ * counted it yet, the census must learn of it. */
+static __always_inline void census_note_release(const struct sl_flow *f)
+{
+	struct sl_census_state *census = census_now();
+	__u32 running = census ? census->running : 0;
+	__u32 service_id = f->service_id;
+
+	if (running && (f->census & ~SL_CENSUS_ENTERED) != running && service_id < SL_MAX_SERVICES)
+		__sync_fetch_and_add(&census->released[service_id], 1);
+}
+
 /* Move a flow from one state to another; 1 if this CPU made the move. */
 static __always_inline int flow_move(struct sl_flow *f, __u32 from, __u32 to)
 {
@@ -66,11 +97,14 @@ static __always_inline int flow_enter(const struct sl_flow_key *key, struct sl_f
 		f = bpf_map_lookup_elem(&flows, key);
 	if (!f) {
 		struct sl_flow fresh = { .started_ns = now, .state = state, .service_id = service_id,
-					 .tenant_id = tenant_id, .level = level };
+					 .tenant_id = tenant_id, .level = level, .census = census_entry_mark() };
 		return bpf_map_update_elem(&flows, key, &fresh, BPF_NOEXIST) == 0;
 	}
 	if (!flow_move(f, SL_FLOW_IDLE, state))
 		return 0;
+	__u32 mark = census_entry_mark();
+	if (mark)
+		f->census = mark;
 	f->started_ns = now;
 	f->service_id = service_id;
 	f->tenant_id = tenant_id;
@@ -121,11 +155,13 @@ static __always_inline int flow_release_request(struct sl_flow *f)
 {
 	if (flow_move(f, SL_FLOW_RESERVED, SL_FLOW_IDLE)) {
 		inflight_add(f->service_id, -1);
+		census_note_release(f);
 		return 0;
 	}
 	if (!flow_move(f, SL_FLOW_PENDING, SL_FLOW_IDLE))
 		return 0;
 	inflight_add(f->service_id, -1);
+	census_note_release(f);
 	return 1;
 }
 

@@ -378,18 +378,48 @@ struct sl_flow {
 	__u16 service_id;
 	__u16 tenant_id;
 	__u8 level;
-	__u8 reserved[7];
+	__u8 reserved[3];
+	__u32 census;     /* the census that counted this flow, or that ran when
+			   * it took its slot (| SL_CENSUS_ENTERED); see below */
 };
 
-/* The flow census (bpf/flow_census.bpf.c): the controller fills in the
- * inputs and zeroes `live`, runs the census, and reads `live` back. A flow
- * is live while it holds an in-flight slot: a pending request, or a
+/*
+ * The flow census (bpf/flow_census.bpf.c) finds in-flight slots that no flow
+ * holds any more: flows the LRU evicted while pending, reservations never
+ * claimed. The controller fills in the inputs, runs the census, and reads
+ * the rest; a service's leaked slots are held - live - released.
+ *
+ * Requests begin and end while the census walks the table, and a count
+ * taken at one moment and a walk that takes milliseconds disagree by those
+ * that did. So the census counts what held a slot as it began, when it
+ * published its id (census_state.running; held is the lower of the
+ * in-flight counts just before and just after). From then on a flow that
+ * takes a slot is marked as entered during this census, and the walk skips
+ * it; a flow the walk counts is marked with the id; a slot released by a
+ * flow that held it when the census began and that the walk has not reached
+ * is counted by the data path (census_state.released). Census ids are even
+ * and not 0.
+ *
+ * A flow is live while it holds an in-flight slot: a pending request, or a
  * reservation younger than reservation_ttl_ns (older ones never became a
- * request: a client that went away, or a spoofed SYN). */
+ * request: a client that went away, or a spoofed SYN).
+ */
+#define SL_CENSUS_ENTERED 1u
 struct sl_flow_census {
-	__u64 now_ns;             /* CLOCK_MONOTONIC, as sl_flow.started_ns */
-	__u64 reservation_ttl_ns;
-	__u32 live[SL_MAX_SERVICES]; /* by service id */
+	__u64 now_ns;             /* in: CLOCK_MONOTONIC, as sl_flow.started_ns */
+	__u64 reservation_ttl_ns; /* in */
+	__u32 id;                 /* in: this census's id */
+	__u32 reserved;
+	__s64 held[SL_MAX_SERVICES];     /* out, by service id: the in-flight count as the census began */
+	__u32 live[SL_MAX_SERVICES];     /* out: flows found holding the slot they held then */
+	__u32 released[SL_MAX_SERVICES]; /* out: slots released by such flows before the walk reached them */
+};
+
+/* census_state[0]: what the data path must know while a census runs. */
+struct sl_census_state {
+	__u32 running; /* the id of the census walking the flow table, or 0 */
+	__u32 reserved;
+	__u64 released[SL_MAX_SERVICES]; /* by service id, while it runs (atomic adds) */
 };
 
 /* obs_shared[service id]: shared counters changed with atomic adds. */
@@ -528,7 +558,8 @@ SL_STATIC_ASSERT(sizeof(struct sl_control) == 40, "sl_control layout");
 SL_STATIC_ASSERT(sizeof(struct sl_bucket) == 8, "sl_bucket layout");
 SL_STATIC_ASSERT(sizeof(struct sl_flow_key) == 40, "sl_flow_key layout");
 SL_STATIC_ASSERT(sizeof(struct sl_flow) == 24, "sl_flow layout");
-SL_STATIC_ASSERT(sizeof(struct sl_flow_census) == 16 + 4 * SL_MAX_SERVICES, "sl_flow_census layout");
+SL_STATIC_ASSERT(sizeof(struct sl_flow_census) == 24 + 16 * SL_MAX_SERVICES, "sl_flow_census layout");
+SL_STATIC_ASSERT(sizeof(struct sl_census_state) == 8 + 8 * SL_MAX_SERVICES, "sl_census_state layout");
 SL_STATIC_ASSERT(sizeof(struct sl_obs_shared) == 16, "sl_obs_shared layout");
 SL_STATIC_ASSERT(sizeof(struct sl_obs_counters) == 8 * (7 + SL_HIST_BUCKETS), "sl_obs_counters layout");
 SL_STATIC_ASSERT(sizeof(struct sl_source_key) == 24, "sl_source_key layout");

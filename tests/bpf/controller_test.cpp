@@ -33,6 +33,24 @@ policy::Service service(const char* name, policy::Proto proto, uint16_t port, bo
   return s;
 }
 
+// Puts a flow in the table (client port `port`, server port 80, TCP) and
+// returns its key.
+sl_flow_key add_flow(int flows_fd, uint16_t port, uint16_t service_id, sl_flow_state state, uint64_t started_ns,
+                     uint32_t census = 0) {
+  sl_flow_key key{};
+  key.client[15] = 1;
+  key.client_port = port;
+  key.server_port = 80;
+  key.proto = 6;
+  sl_flow f{};
+  f.state = state;
+  f.service_id = service_id;
+  f.started_ns = started_ns;
+  f.census = census;
+  kernel::map_update(flows_fd, key, f, "flows");
+  return key;
+}
+
 }  // namespace
 
 TEST(Controller, ReadsAndWritesEachGovernedServiceAtItsOwnId) {
@@ -122,16 +140,7 @@ TEST(FlowCensus, CountsPendingRequestsAndFreshReservationsPerService) {
   constexpr uint64_t kTtl = 2'000'000'000;
   uint16_t next_port = 1;
   auto add = [&](uint16_t service, sl_flow_state state, uint64_t started_ns) {
-    sl_flow_key key{};
-    key.client[15] = 1;
-    key.client_port = next_port++;
-    key.server_port = 80;
-    key.proto = 6;
-    sl_flow f{};
-    f.state = state;
-    f.service_id = service;
-    f.started_ns = started_ns;
-    kernel::map_update(flows_fd, key, f, "flows");
+    add_flow(flows_fd, next_port++, service, state, started_ns);
   };
   for (int i = 0; i < 3; i++) add(1, SL_FLOW_PENDING, kT0 - 10 * kTtl);  // pending however long
   add(1, SL_FLOW_RESERVED, kT0 - kTtl + 1);   // fresh by 1 ns
@@ -143,7 +152,7 @@ TEST(FlowCensus, CountsPendingRequestsAndFreshReservationsPerService) {
   add(SL_MAX_SERVICES - 1, SL_FLOW_PENDING, kT0);
 
   kernel::FlowCensus census(dp);
-  std::vector<uint32_t> live = census.live(kT0, kTtl);
+  std::vector<uint32_t> live = census.count(kT0, kTtl).live;
   ASSERT_EQ(live.size(), static_cast<size_t>(SL_MAX_SERVICES));
   std::map<uint32_t, uint32_t> nonzero;
   for (uint32_t id = 0; id < live.size(); id++)
@@ -151,7 +160,50 @@ TEST(FlowCensus, CountsPendingRequestsAndFreshReservationsPerService) {
   EXPECT_EQ(nonzero, (std::map<uint32_t, uint32_t>{{1, 5}, {7, 1}, {SL_MAX_SERVICES - 1, 1}}));
 
   // Each census starts from zero; later, the fresh reservations age out.
-  live = census.live(kT0 + kTtl, kTtl);
+  live = census.count(kT0 + kTtl, kTtl).live;
   EXPECT_EQ(live[1], 4u);
   EXPECT_EQ(live[7], 1u);
+}
+
+// What the census compares with the in-flight counts: those counts as it
+// began, the flows it counted (each marked with its id), less the flows
+// that took their slot while it ran (the data path marks them, see
+// Observe.WhileACensusRunsTheDataPathMarksAndCountsWhatChanges), and the
+// slots that flows released before it reached them.
+TEST(FlowCensus, ComparesTheFlowsThatHeldASlotAsItBeganWithTheCountsThen) {
+  XdpTester t;
+  kernel::DataPath& dp = t.datapath();
+  int flows_fd = dp.map_fd(dp.skel()->maps.flows);
+  int shared_fd = dp.map_fd(dp.skel()->maps.obs_shared);
+  kernel::FlowCensus census(dp);
+  const uint32_t id = census.next_id();
+  ASSERT_NE(id, 0u);
+  ASSERT_EQ(id & SL_CENSUS_ENTERED, 0u);
+
+  sl_flow_key older = add_flow(flows_fd, 1, 1, SL_FLOW_PENDING, kT0, id - 2);  // counted by an earlier census
+  sl_flow_key unmarked = add_flow(flows_fd, 2, 1, SL_FLOW_PENDING, kT0);
+  // Took its slot during this census.
+  sl_flow_key entered = add_flow(flows_fd, 3, 1, SL_FLOW_PENDING, kT0, id | SL_CENSUS_ENTERED);
+  kernel::map_update(shared_fd, uint32_t{1}, sl_obs_shared{.inflight = 5, .probes_admitted = 0}, "obs_shared");
+
+  kernel::CensusCount count = census.count(kT0, 1'000'000'000);
+  EXPECT_EQ(count.held[1], 5);
+  EXPECT_EQ(count.live[1], 2u) << "the flow that took its slot during the census is not counted";
+  EXPECT_EQ(count.released[1], 0u);
+  EXPECT_EQ(count.leaked(1), 3);
+  EXPECT_EQ(count.held[2], 0);
+  EXPECT_EQ(count.leaked(2), 0);
+  auto mark_of = [&](const sl_flow_key& key) { return kernel::map_lookup<sl_flow_key, sl_flow>(flows_fd, key)->census; };
+  EXPECT_EQ(mark_of(older), id) << "a counted flow carries the census's id";
+  EXPECT_EQ(mark_of(unmarked), id);
+  EXPECT_EQ(mark_of(entered), id | SL_CENSUS_ENTERED);
+  // Over: the data path no longer sees it running, and the next one has an id of its own.
+  auto state = kernel::map_lookup<uint32_t, sl_census_state>(dp.map_fd(dp.skel()->maps.census_state), 0);
+  ASSERT_TRUE(state);
+  EXPECT_EQ(state->running, 0u);
+  EXPECT_NE(census.next_id(), id);
+  EXPECT_EQ(census.next_id() & SL_CENSUS_ENTERED, 0u);
+  // Counts below zero are no leak.
+  kernel::map_update(shared_fd, uint32_t{1}, sl_obs_shared{.inflight = 1, .probes_admitted = 0}, "obs_shared");
+  EXPECT_EQ(census.count(kT0, 1'000'000'000).leaked(1), 0);
 }

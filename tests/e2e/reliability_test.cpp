@@ -9,6 +9,7 @@
 //   ReliabilityKilledApply   a CLI killed mid-apply leaves the old policy or the new one
 //   ReliabilityPersistence   the policy file is always whole; bad files are refused; attach restores it
 //   ReliabilityResources     the flow table is sized by [maps], evicts under a flood, leaks are reconciled
+//                            and requests during the census are not taken for leaks
 //   ReliabilitySecurity      pins, pin directory and policy file are root-only
 //
 // Every test prints what it saw on "[ numbers ]" lines; docs/reliability.md
@@ -1268,6 +1269,55 @@ void lost_flows_are_reconciled(Retry& retry)
 TEST(ReliabilityResources, InFlightSlotsOfLostFlowsAreReconciled)
 {
     with_one_retry(lost_flows_are_reconciled);
+}
+
+// No leak where there is none. Requests begin and end while the census
+// walks the flow table; a request that began on a flow the walk had passed,
+// or ended on one it had not reached, made slots look held by no flow, which
+// the controller reported and took off the in-flight count for a second.
+// Before the census learned of them, this test failed in 2 of 4 runs
+// (5-9 slots; 20,000 idle flows make the walk 3-4 ms). A breaker-only
+// service: governed, so reconciled, and nothing refused.
+void churn_is_not_taken_for_leaks(Retry& retry)
+{
+    constexpr int kWeb = 8080, kRate = 8000, kIdleFlows = 20'000;
+    constexpr double kSeconds = 8;
+    Testbed tb;
+    SluiceCli cli;
+    cli.must({"-n", tb.server_ns(), "attach", tb.server_dev()});
+    cli.must({"service", "add", "web", "--port", std::to_string(kWeb), "--breaker", "ratio", "--http"});
+    start_capsrv(tb, kWeb, 64, 2);  // 32,000/s
+    // Idle flows (from 2001:db8::/32) hold no slot; they make the walk as
+    // long as on a busier host.
+    PinnedMap flows(cli.pin_dir() + "/flows");
+    for (uint32_t i = 0; i < uint32_t(kIdleFlows); i++) {
+        sl_flow_key key{};
+        key.client[0] = 0x20, key.client[1] = 0x01, key.client[2] = 0x0d, key.client[3] = 0xb8;
+        std::memcpy(&key.client[12], &i, sizeof i);
+        key.client_port = 40000;
+        key.server_port = kWeb;
+        key.proto = IPPROTO_TCP;
+        sl_flow idle{};
+        ASSERT_EQ(bpf_map_update_elem(flows.fd, &key, &idle, BPF_NOEXIST), 0) << std::strerror(errno);
+    }
+    Controller ctl(cli, "web");
+    const json& l = run_load(tb.client_ns(), "http", tb.server_ip4() + ":" + std::to_string(kWeb), kRate, kSeconds,
+                             {"--timeout", "1000"});
+    std::string reports;
+    std::istringstream in(ctl.log());
+    for (std::string line; std::getline(in, line);)
+        if (contains(line, "in-flight slots held by no live flow")) reports += "\n    " + line;
+    numbers("load: " + describe(l));
+    numbers("leaks reported:" + (reports.empty() ? std::string(" none") : reports));
+    if (generator_starved(l, retry)) return;
+    // The load ran through (so requests did begin and end during each census).
+    EXPECT_GE(outcome(l, "2xx"), uint64_t(0.99 * kRate * kSeconds)) << describe(l);
+    EXPECT_TRUE(reports.empty()) << reports;
+}
+
+TEST(ReliabilityResources, RequestsDuringTheCensusAreNotTakenForLeaks)
+{
+    with_one_retry(churn_is_not_taken_for_leaks);
 }
 
 // ==================================================================================

@@ -99,25 +99,21 @@ void Controller::sample_cpu(uint64_t now_ns) {
 // The kernel's in-flight counter only moves when a flow changes state, so a
 // flow the LRU evicts while pending, or a SYN's reservation that never
 // becomes a request, would hold its slot forever. Count the flows that
-// really hold one (kernel::FlowCensus); the difference is published as
-// inflight_bias, which the data path subtracts. The counter is read before
-// and after the census and the smaller taken, so requests ending during it
-// are not mistaken for leaks. The census costs in proportion to the flow
-// table (13-29 ms for 262,144 flows here), so it runs once a second, or less
-// often if that would take more than reconcile_cpu_share of a core.
+// really hold one (kernel::FlowCensus, which also keeps requests that begin
+// or end during its walk from looking like leaks); the difference is
+// published as inflight_bias, which the data path subtracts. The census
+// costs in proportion to the flow table (13-29 ms for 262,144 flows here),
+// so it runs once a second, or less often if that would take more than
+// reconcile_cpu_share of a core.
 void Controller::reconcile(uint64_t now_ns) {
   if (now_ns < next_reconcile_ns_ || services_.empty()) return;
-  uint32_t end = governed_id_end();
-  std::vector<kernel::Observation> before = kernel::read_observations(dp_, end);
   // The census runs in this thread (a syscall): its CPU time is this thread's.
   uint64_t cpu_before_ns = kernel::clock_ns(CLOCK_THREAD_CPUTIME_ID);
-  std::vector<uint32_t> live = census_.live(now_ns, options_.reservation_ttl_ns);
+  kernel::CensusCount census = census_.count(now_ns, options_.reservation_ttl_ns);
   uint64_t census_cpu_ns = kernel::clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_before_ns;
-  std::vector<kernel::Observation> after = kernel::read_observations(dp_, end);
   schedule_reconcile(now_ns, census_cpu_ns);
   for (auto& [name, g] : services_) {
-    int64_t held = std::min(before.at(g.id).inflight, after.at(g.id).inflight);
-    int64_t leaked = std::max<int64_t>(0, held - static_cast<int64_t>(live.at(g.id)));
+    int64_t leaked = census.leaked(g.id);
     if (leaked != g.inflight_bias && (leaked > 0 || g.inflight_bias > 0))
       log_(name + ": " + std::to_string(leaked) + " in-flight slots held by no live flow (evicted or abandoned)");
     g.inflight_bias = leaked;
