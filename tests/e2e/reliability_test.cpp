@@ -1241,6 +1241,14 @@ void lost_flows_are_reconciled(Retry& retry)
         },
         3s, 20ms);
     const double found_s = since(t);
+    // The metrics page tells the same number.
+    const std::string leaked_metric = "sluice_inflight_leaked{service=\"web\"}";
+    const auto reported = [&]() -> double {
+        size_t at = line.find("web: ");
+        return at == std::string::npos ? -1 : std::stod(line.substr(at + 5));
+    };
+    const bool metric_agrees =
+        found && await([&] { return ctl.find(leaked_metric).value_or(-2) == reported(); }, 1s, 20ms);
     const json& l = load.result();
     bool settled = await([&] { return ctl.metric("sluice_inflight{service=\"web\"}") == 0; }, 5s, 100ms);
     numbers("deleted all " + std::to_string(erased) + " flows at " + fmt("%.2f", injected_at) + " s (in-flight " +
@@ -1258,6 +1266,7 @@ void lost_flows_are_reconciled(Retry& retry)
     EXPECT_GT(erased, 0u);
     EXPECT_TRUE(found) << ctl.log();
     EXPECT_LE(found_s, 1.2) << "reconciliation runs once a second";
+    EXPECT_TRUE(metric_agrees) << leaked_metric << " " << ctl.find(leaked_metric).value_or(-1) << ", log: " << line;
     EXPECT_TRUE(settled) << ctl.page();
     // Goodput at capacity again from the second after the reconciliation on.
     auto ok = series(l, "success");
