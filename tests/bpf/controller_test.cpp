@@ -193,7 +193,9 @@ TEST(FlowCensus, ComparesTheFlowsThatHeldASlotAsItBeganWithTheCountsThen) {
   EXPECT_EQ(count.leaked(1), 3);
   EXPECT_EQ(count.held[2], 0);
   EXPECT_EQ(count.leaked(2), 0);
-  auto mark_of = [&](const sl_flow_key& key) { return kernel::map_lookup<sl_flow_key, sl_flow>(flows_fd, key)->census; };
+  auto mark_of = [&](const sl_flow_key& key) {
+    return kernel::map_lookup<sl_flow_key, sl_flow>(flows_fd, key)->census;
+  };
   EXPECT_EQ(mark_of(older), id) << "a counted flow carries the census's id";
   EXPECT_EQ(mark_of(unmarked), id);
   EXPECT_EQ(mark_of(entered), id | SL_CENSUS_ENTERED);

@@ -242,7 +242,8 @@ TEST(Observe, WhileACensusRunsTheDataPathMarksAndCountsWhatChanges) {
   const uint32_t web = t.running().ids.services.at("web");
   auto flow_of = [&](const Conn& c) {
     for (const sl_flow_key& key : kernel::map_keys<sl_flow_key>(flows_fd))
-      if (key.client_port == c.port) return std::make_pair(key, *kernel::map_lookup<sl_flow_key, sl_flow>(flows_fd, key));
+      if (key.client_port == c.port)
+        return std::make_pair(key, *kernel::map_lookup<sl_flow_key, sl_flow>(flows_fd, key));
     throw std::runtime_error("no flow for port " + std::to_string(c.port));
   };
   auto set_running = [&](uint32_t id) {

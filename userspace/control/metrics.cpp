@@ -61,7 +61,8 @@ std::string render_metrics(const kernel::DataPath& dp, const std::vector<Service
   help(o, "sluice_inflight", "gauge", "Requests of a governed service begun and not yet answered.");
   for (const auto& g : governed) o << "sluice_inflight{service=\"" << label(g.name) << "\"} " << g.view.inflight << "\n";
   help(o, "sluice_inflight_leaked", "gauge",
-       "In-flight slots no flow holds (evicted while pending, reservations never claimed), left out of sluice_inflight.");
+       "In-flight slots no flow holds (evicted while pending, reservations never claimed), "
+       "left out of sluice_inflight.");
   for (const auto& g : governed)
     o << "sluice_inflight_leaked{service=\"" << label(g.name) << "\"} " << g.control.inflight_bias << "\n";
   help(o, "sluice_limit_estimate", "gauge", "The learned in-flight limit (0: none yet).");
