@@ -2,7 +2,10 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/if_ether.h>
 #include <linux/if_link.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <sched.h>
@@ -279,25 +282,107 @@ uint64_t nft_counter(const std::string& ns, const std::string& table, const std:
 
 // ---- the generator -------------------------------------------------------------------
 
+namespace {
+
+// The pump's veth loop: frames are seeded into kPumpSeedDev, and `pump` runs
+// on its peer kPumpDev. Names of the generator's namespace only.
+constexpr const char* kPumpSeedDev = "sbpump0";
+constexpr const char* kPumpDev = "sbpump1";
+// Frames circulating in the loop: enough to keep the pump's NAPI polls full
+// (64 a poll), few enough for a veth ring (256).
+constexpr int kPumpSeedFrames = 128;
+// The pump's ports (pump_ports of bpf/traffic_gen.bpf.c).
+constexpr uint32_t kPumpLoopPort = 0, kPumpTargetPort = 1;
+
+// Whether the kernel runs a program on live frames: once, on one frame that
+// read_drop drops (IPv4, source 0.0.0.1, nowhere to go). Returns "" or the
+// kernel's refusal.
+std::string live_frames_refusal(int read_drop_fd) {
+  test::Bytes frame(60, 0);
+  frame[12] = 0x08;  // IPv4
+  frame[14] = 0x45;  // version 4, 20-byte header
+  frame[29] = 1;     // source 0.0.0.1, destination 0.0.0.0
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_size_in = static_cast<uint32_t>(frame.size()),
+              .repeat = 1, .flags = BPF_F_TEST_XDP_LIVE_FRAMES);
+  if (bpf_prog_test_run_opts(read_drop_fd, &opts) == 0) return "";
+  return std::string("BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES: ") + std::strerror(errno);
+}
+
+int ifindex_in(const std::string& ns, const std::string& dev) {
+  int index = 0;
+  test::in_netns(ns, [&] { index = static_cast<int>(if_nametoindex(dev.c_str())); });
+  if (index == 0) throw std::runtime_error("no device " + dev + " in netns " + ns);
+  return index;
+}
+
+}  // namespace
+
 Generator::Generator() {
   skel_ = traffic_gen_bpf::open_and_load();
   if (!skel_) throw std::runtime_error(std::string("load the traffic generator: ") + std::strerror(errno));
+  refused_ = live_frames_refusal(read_drop_fd());
+  if (!refused_.empty()) {
+    kind_ = Kind::Pump;
+    progress("generator: the kernel refused live frames (" + refused_ + "); frames come from the XDP pump");
+  }
 }
 
-Generator::~Generator() { traffic_gen_bpf::destroy(skel_); }
+Generator::~Generator() {
+  remove_pump();
+  traffic_gen_bpf::destroy(skel_);
+}
 
 int Generator::read_drop_fd() const { return bpf_program__fd(skel_->progs.read_drop); }
 
+std::string Generator::method() const {
+  if (kind_ == Kind::LiveFrames)
+    return "generator: BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES on CPU " + std::to_string(kGenCpu) +
+           " in the client netns, bpf_redirect into the client veth";
+  return "generator: the XDP pump, because this kernel refused live frames (" + refused_ +
+         "): `pump` of bpf/traffic_gen.bpf.c in native XDP on a veth loop in the client netns, its threaded NAPI "
+         "on CPU " +
+         std::to_string(kGenCpu) + ", seeded with " + std::to_string(kPumpSeedFrames) +
+         " frames from a packet socket; it broadcasts each frame into the client veth and (a clone) back into the "
+         "loop, so the receiving core frees a page per frame where live frames return theirs to a page pool";
+}
+
+std::vector<std::string> Generator::commands() const {
+  if (kind_ == Kind::LiveFrames)
+    return {"generator (CPU " + std::to_string(kGenCpu) +
+            ", nice -20, in the client netns): bpf_prog_test_run_opts(gen of bpf/traffic_gen.bpf.c, data_in = "
+            "64-byte template frame, repeat = 262144, flags = BPF_F_TEST_XDP_LIVE_FRAMES) in a loop for the case's "
+            "seconds; the program rewrites the source (and SYN port/ISN), fixes checksums and bpf_redirect()s into "
+            "CLIENT_VETH"};
+  return {std::string("ip -n CLIENT_NS link add ") + kPumpSeedDev + " type veth peer name " + kPumpDev +
+              "; both up; bpf_program__attach_xdp(pump of bpf/traffic_gen.bpf.c, " + kPumpDev +
+              "); echo 1 > /sys/class/net/" + kPumpDev + "/threaded, kthread on CPU " + std::to_string(kGenCpu) +
+              " (nice -20)",
+          std::string("pump_ports: 0 -> ") + kPumpSeedDev + ", 1 -> CLIENT_VETH; per case: pump_limit = frames + "
+              "the case's bound, " + std::to_string(kPumpSeedFrames) + " template frames sent into " +
+              kPumpSeedDev + " (AF_PACKET), pump_limit = 0 when the case's seconds are over; the program rewrites "
+              "the source (and SYN port/ISN), fixes checksums and broadcasts each frame to both ports"};
+}
+
+void Generator::set_flow(const Flow& flow) {
+  skel_->bss->src_base = flow.src_base;
+  skel_->bss->rewrite = static_cast<uint32_t>(flow.rewrite);
+  skel_->data->src_count = flow.src_count ? flow.src_count : 1;
+}
+
 Generator::Result Generator::run(const std::string& ns, int ifindex, int cpu, const Flow& flow, double seconds,
                                  uint64_t max_frames) {
+  return kind_ == Kind::LiveFrames ? run_live(ns, ifindex, cpu, flow, seconds, max_frames)
+                                   : run_pump(ns, ifindex, cpu, flow, seconds, max_frames);
+}
+
+Generator::Result Generator::run_live(const std::string& ns, int ifindex, int cpu, const Flow& flow, double seconds,
+                                      uint64_t max_frames) {
   Result result;
   test::in_netns(ns, [&] {
     pin_self(cpu);
     favour_task(0);
     skel_->bss->redirect_ifindex = static_cast<uint32_t>(ifindex);
-    skel_->bss->src_base = flow.src_base;
-    skel_->bss->rewrite = static_cast<uint32_t>(flow.rewrite);
-    skel_->data->src_count = flow.src_count ? flow.src_count : 1;
+    set_flow(flow);
     const uint32_t chunk = 1u << 18;
     test::Bytes frame = flow.frame;
     uint64_t start = now_ns();
@@ -310,6 +395,70 @@ Generator::Result Generator::run(const std::string& ns, int ifindex, int cpu, co
         throw std::runtime_error(std::string("generator: BPF_PROG_TEST_RUN (live frames): ") + std::strerror(errno));
       result.frames += chunk;
     }
+    result.seconds = static_cast<double>(now_ns() - start) / 1e9;
+  });
+  return result;
+}
+
+void Generator::build_pump(const std::string& ns, int ifindex, int cpu) {
+  remove_pump();
+  must_run(ns, {"ip", "link", "add", kPumpSeedDev, "type", "veth", "peer", "name", kPumpDev});
+  pump_ = Pump{ns, ifindex, 0, nullptr};  // from here on remove_pump() deletes the loop
+  pump_->seed_ifindex = ifindex_in(ns, kPumpSeedDev);
+  must_run(ns, {"ip", "link", "set", kPumpSeedDev, "up"});
+  must_run(ns, {"ip", "link", "set", kPumpDev, "up"});
+  const int pump_ifindex = ifindex_in(ns, kPumpDev);
+  test::in_netns(ns, [&] {
+    // A link, not a netlink attachment: if this process dies, the program
+    // goes with it and the loop stops.
+    pump_->link = bpf_program__attach_xdp(skel_->progs.pump, pump_ifindex);
+    if (!pump_->link) throw std::runtime_error(std::string("attach the XDP pump: ") + std::strerror(errno));
+    const int ports = bpf_map__fd(skel_->maps.pump_ports);
+    const uint32_t loop = static_cast<uint32_t>(pump_->seed_ifindex), target = static_cast<uint32_t>(ifindex);
+    if (bpf_map_update_elem(ports, &kPumpLoopPort, &loop, BPF_ANY) != 0 ||
+        bpf_map_update_elem(ports, &kPumpTargetPort, &target, BPF_ANY) != 0)
+      throw std::runtime_error(std::string("set the pump's ports: ") + std::strerror(errno));
+  });
+  threaded_napi(ns, kPumpDev, cpu, false);
+}
+
+void Generator::remove_pump() {
+  if (!pump_) return;
+  skel_->bss->pump_limit = 0;
+  if (pump_->link) bpf_link__destroy(pump_->link);
+  test::run_in(pump_->ns, {"ip", "link", "del", kPumpSeedDev});  // the namespace may be gone already
+  pump_.reset();
+}
+
+Generator::Result Generator::run_pump(const std::string& ns, int ifindex, int cpu, const Flow& flow, double seconds,
+                                      uint64_t max_frames) {
+  if (!pump_ || pump_->ns != ns || pump_->target_ifindex != ifindex) build_pump(ns, ifindex, cpu);
+  set_flow(flow);
+  Result result;
+  test::in_netns(ns, [&] {
+    int sock = socket(AF_PACKET, SOCK_RAW, 0);
+    if (sock < 0) throw std::runtime_error(std::string("the pump's packet socket: ") + std::strerror(errno));
+    sockaddr_ll to{};
+    to.sll_family = AF_PACKET;
+    to.sll_ifindex = pump_->seed_ifindex;
+    to.sll_halen = ETH_ALEN;
+    std::memcpy(to.sll_addr, flow.frame.data(), ETH_ALEN);
+    const uint64_t first = skel_->bss->frames;
+    skel_->bss->pump_limit = first + max_frames;
+    uint64_t start = now_ns();
+    for (int i = 0; i < kPumpSeedFrames; i++)
+      if (sendto(sock, flow.frame.data(), flow.frame.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
+        int err = errno;
+        close(sock);
+        skel_->bss->pump_limit = 0;
+        throw std::runtime_error(std::string("seed the pump: ") + std::strerror(err));
+      }
+    close(sock);
+    const uint64_t deadline = start + static_cast<uint64_t>(seconds * 1e9);
+    for (uint64_t now = now_ns(); now < deadline && skel_->bss->frames < skel_->bss->pump_limit; now = now_ns())
+      std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(std::chrono::nanoseconds(deadline - now), 5ms));
+    skel_->bss->pump_limit = 0;
+    result.frames = skel_->bss->frames - first;
     result.seconds = static_cast<double>(now_ns() - start) / 1e9;
   });
   return result;

@@ -1,7 +1,7 @@
 // Shared pieces of the network benchmarks (shed_rate, syn_flood, overload):
 // CPU pinning and busy-time accounting, threaded NAPI on veth, the XDP
-// live-frames traffic generator, and a UDP receiver. Private sluice
-// installations and scratch directories are the tests' (tests/lib/
+// traffic generator (live frames, or the pump), and a UDP receiver. Private
+// sluice installations and scratch directories are the tests' (tests/lib/
 // sluice_cli.hpp), tagged "bench". Everything that is set up is undone by a
 // destructor, so a benchmark that throws halfway leaves nothing behind.
 #pragma once
@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "bench.hpp"
 
 struct traffic_gen_bpf;
+struct bpf_link;
 
 namespace sluice::bench {
 
@@ -121,13 +123,23 @@ inline constexpr const char* kBenchTag = "bench";
 
 // ---- the generator -------------------------------------------------------------------
 
-// Injects frames into a veth with BPF_PROG_TEST_RUN + BPF_F_TEST_XDP_LIVE_FRAMES:
-// the program (bpf/traffic_gen.bpf.c) rewrites the source of each frame and
-// bpf_redirect()s it into the device, whose peer receives it in NAPI like
-// frames from a NIC.
+// Hands frames to a veth as a NIC driver would: the device's peer takes
+// them in NAPI as xdp_frames (no socket, no skb, no copy on its core). The
+// program (bpf/traffic_gen.bpf.c) rewrites the source of each frame. Two
+// ways, chosen once, when the generator is made:
+// - live frames, where the kernel allows them: BPF_PROG_TEST_RUN +
+//   BPF_F_TEST_XDP_LIVE_FRAMES on the calling thread, which bpf_redirect()s
+//   each frame into the device;
+// - the pump, where the kernel refuses them (EPERM on some locked-down
+//   kernels): a veth loop in the device's namespace whose NAPI thread (on
+//   the generator's CPU) broadcasts each frame back into the loop and into
+//   the device. The receiving core then frees a page per frame, which live
+//   frames return to their page pool: its per-packet cost is higher, so
+//   ratios to a baseline of the same run are not those of live frames.
 class Generator {
  public:
   enum class Rewrite : uint32_t { None = 0, Ipv4Source = 1, Syn = 2 };
+  enum class Kind { LiveFrames, Pump };
   struct Flow {
     test::Bytes frame;         // template: Ethernet + IPv4 + UDP, or + TCP SYN with an MSS option
     Rewrite rewrite = Rewrite::Ipv4Source;
@@ -135,7 +147,7 @@ class Generator {
     uint32_t src_count = 1;
   };
   struct Result {
-    uint64_t frames = 0;  // handed to the program (each redirected, or dropped on a full ring)
+    uint64_t frames = 0;  // handed to the device (each taken in, or dropped on a full ring)
     double seconds = 0;
   };
 
@@ -144,9 +156,16 @@ class Generator {
   Generator(const Generator&) = delete;
   Generator& operator=(const Generator&) = delete;
 
-  // On a fresh thread inside netns ns, pinned to cpu: runs the program on the
-  // flow's frames, redirecting into ifindex (a device of ns), in chunks until
-  // `seconds` have passed or `max_frames` were sent, whichever comes first.
+  Kind kind() const { return kind_; }
+  // How frames are made, for a report's method line and its commands.
+  std::string method() const;
+  std::vector<std::string> commands() const;
+
+  // Sends the flow's frames into ifindex (a device of netns ns) from cpu
+  // until `seconds` have passed or `max_frames` were sent, whichever comes
+  // first. With live frames the calling thread moves into ns on a fresh
+  // thread pinned to cpu; the pump is built in ns on first use (and again if
+  // ns or ifindex change) and its NAPI thread is pinned to cpu.
   Result run(const std::string& ns, int ifindex, int cpu, const Flow& flow, double seconds, uint64_t max_frames);
 
   // The skeleton's read_drop program (reads the headers, drops), a reference
@@ -154,7 +173,22 @@ class Generator {
   int read_drop_fd() const;
 
  private:
+  void set_flow(const Flow& flow);
+  Result run_live(const std::string& ns, int ifindex, int cpu, const Flow& flow, double seconds, uint64_t max_frames);
+  Result run_pump(const std::string& ns, int ifindex, int cpu, const Flow& flow, double seconds, uint64_t max_frames);
+  void build_pump(const std::string& ns, int ifindex, int cpu);
+  void remove_pump();
+
   traffic_gen_bpf* skel_ = nullptr;
+  Kind kind_ = Kind::LiveFrames;
+  std::string refused_;  // the kernel's answer to live frames, when it refused them
+  struct Pump {  // the veth loop, while built
+    std::string ns;
+    int target_ifindex = 0;
+    int seed_ifindex = 0;  // the loop's end that frames are seeded into
+    bpf_link* link = nullptr;
+  };
+  std::optional<Pump> pump_;
 };
 
 // Frame templates for the generator, addressed to the server end of tb.
