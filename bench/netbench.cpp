@@ -136,9 +136,9 @@ void pin_task(pid_t tid, int cpu) {
 
 void pin_self(int cpu) { pin_task(0, cpu); }
 
-void realtime_task(pid_t tid) {
+void realtime_task(pid_t tid, int priority) {
   sched_param p{};
-  p.sched_priority = 10;
+  p.sched_priority = priority;
   if (sched_setscheduler(tid, SCHED_FIFO, &p) != 0)
     throw std::runtime_error("SCHED_FIFO for " + std::to_string(tid) + ": " + std::strerror(errno));
 }
@@ -520,7 +520,7 @@ UdpSink::UdpSink(const std::string& ns, const std::string& ip, uint16_t port, in
     try {
       pin_self(cpu);
       if (realtime)
-        realtime_task(0);
+        realtime_task(0, kReceivePriority + 1);
       else
         favour_task(0);
     } catch (...) {

@@ -57,11 +57,13 @@ void pin_task(pid_t tid, int cpu);
 // task) when it runs for long; but a waking task may still wait for a
 // running one's slice.
 void favour_task(pid_t tid);
-// SCHED_FIFO (priority 10) for a task (0: the calling thread): it runs as soon
-// as it wakes and until it sleeps, like softirq work on a NIC's core, and
-// other work on the core waits (the kernel's RT throttling still leaves it
-// 5%). For the receive side only, for the seconds of a measurement.
-void realtime_task(pid_t tid);
+// SCHED_FIFO for a task (0: the calling thread): it runs as soon as it wakes
+// and until it sleeps, like softirq work on a NIC's core, and other work on
+// the core waits (the kernel's RT throttling still leaves it 5%). For the
+// receive side only, for the seconds of a measurement: the NAPI thread at
+// kReceivePriority, a reader that must never wait for it one above.
+inline constexpr int kReceivePriority = 10;
+void realtime_task(pid_t tid, int priority = kReceivePriority);
 
 // ---- network namespaces ----------------------------------------------------------
 
@@ -207,7 +209,11 @@ std::string mac_of(const std::string& ns, const std::string& dev);
 // at least. Stops within 100 ms of stop() or destruction.
 class UdpSink {
  public:
-  // realtime: SCHED_FIFO (else nice -20), to match the NAPI thread's class.
+  // realtime: SCHED_FIFO one priority above a realtime NAPI thread (else
+  // nice -20). Under a flood the NAPI thread never runs out of work, and at
+  // its own priority the reader would wait for it while the socket's buffer
+  // overflows: above it, the reader runs whenever datagrams wait, the best
+  // case for an application.
   UdpSink(const std::string& ns, const std::string& ip, uint16_t port, int cpu, bool realtime);
   ~UdpSink();
   UdpSink(const UdpSink&) = delete;

@@ -13,10 +13,10 @@
 // xdp_drop (and threaded NAPI pinned to CPU 0), so replies (SYN-ACKs, ICMP)
 // cost the receiving core their transmission and nothing after.
 //
-// Scheduling: the server's NAPI thread (and the user-space reader) run
-// SCHED_FIFO on CPU 1, so they run as soon as there is work, as softirq work
-// would on a NIC's core, while builds and tests of others share the machine;
-// the generator runs at nice -20 on CPU 0.
+// Scheduling: the server's NAPI thread (and the user-space reader, one
+// priority above it) run SCHED_FIFO on CPU 1, so they run as soon as there
+// is work, as softirq work would on a NIC's core, while builds and tests of
+// others share the machine; the generator runs at nice -20 on CPU 0.
 //
 // shed_rate: 64-byte UDP datagrams to port 9 from 1024 spoofed sources.
 // syn_flood: TCP SYNs (with MSS option, valid checksums) from 65536 spoofed
@@ -365,7 +365,7 @@ Json setup_commands(const Generator& gen) {
       "xdp_drop (bpf/baseline.bpf.c) on CLIENT_VETH, native: replies die there",
       "echo 1 > /sys/class/net/VETH/threaded (ip netns exec, each end); NAPI kthreads pinned with sched_setaffinity: "
       "client end to CPU " + std::to_string(kGenCpu) + " (nice -20), server end to CPU " + std::to_string(kRxCpu) +
-          " (SCHED_FIFO 10)",
+          " (SCHED_FIFO " + std::to_string(kReceivePriority) + ")",
       "busy time: /proc/<napi kthread>/schedstat field 1 (ns on CPU) before and after; shed count from ethtool -S "
       "SERVER_VETH (rx_queue_0_xdp_drops), the nft counter, TcpExt SyncookiesSent, or the reader's count",
       "time in the XDP hook (a pass after the rounds): bpf(BPF_ENABLE_STATS, BPF_STATS_RUN_TIME) held open for the "
@@ -444,8 +444,8 @@ void shed_rate(Report& report, const Options& opt) {
                         " update @persrc { ip saddr limit rate over 10/second } counter name \"shed\" drop")));
   cases.push_back(
       {"udp_app", "user-space UDP server on CPU 1: reads (recvmmsg, 64 at a time) and discards; reads counted",
-       "a thread of sluice_bench: socket bound to the server address, port 9, SO_RCVBUF 4 MB, SCHED_FIFO like the "
-       "NAPI thread",
+       "a thread of sluice_bench: socket bound to the server address, port 9, SO_RCVBUF 4 MB, SCHED_FIFO one "
+       "priority above the NAPI thread (it reads whenever datagrams wait)",
        [&] { sink.emplace(tb.server_ns(), tb.server_ip4(), kUdpPort, kRxCpu, true); },
        [&] { return sink->received(); }, [&] { return sink->cpu_ns(); }, [&] { sink.reset(); }});
 
