@@ -53,6 +53,8 @@ TOOL_NAMES := $(sort $(notdir $(TOOL_DIRS)))
 TOOL_BINS  := $(TOOL_NAMES:%=$(BUILD)/tools/%)
 
 BENCH_SRCS := $(wildcard bench/*.cpp)
+# The benchmarks' shared pieces, which the end-to-end tests check too.
+BENCH_SHARED_OBJS := $(BUILD)/obj/bench/bench.o $(BUILD)/obj/bench/netbench.o
 
 SLUICE     := $(BUILD)/sluice
 UNIT_BIN   := $(BUILD)/tests/unit_tests
@@ -124,7 +126,7 @@ $(BPFT_BIN): $(BPFT_SRCS:%.cpp=$(BUILD)/obj/%.o) $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $^ -o $@ $(GTEST) $(LDLIBS)
 
-$(E2E_BIN): $(E2E_SRCS:%.cpp=$(BUILD)/obj/%.o) $(TESTLIB_OBJS) $(LIB)
+$(E2E_BIN): $(E2E_SRCS:%.cpp=$(BUILD)/obj/%.o) $(BENCH_SHARED_OBJS) $(TESTLIB_OBJS) $(LIB)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $^ -o $@ $(GTEST) $(LDLIBS)
 

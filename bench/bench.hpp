@@ -20,12 +20,20 @@ struct SluiceVariant {
   std::string path;  // its `sluice` binary
 };
 
+// Where the shedding benchmarks' frames come from (netbench.hpp, Generator).
+enum class GeneratorChoice {
+  Auto,        // live frames where the kernel allows them, else the pump
+  LiveFrames,  // live frames, or fail
+  Pump,        // the pump, even where live frames would work (to compare the two)
+};
+
 struct Options {
   bool quick = false;       // bounded run for regular use
   std::string build_dir;    // where the tools and skeletons were built (the sluice binary of
                             // test::SluiceCli is found from this binary's path: <build>/bench/)
   std::string out_dir;      // where results and plots go
   std::vector<SluiceVariant> sluice_variants;  // extra XDP cases in shed_rate and syn_flood
+  GeneratorChoice generator = GeneratorChoice::Auto;
 };
 
 class Report {
@@ -37,8 +45,8 @@ class Report {
   Json root_ = Json::object();
 };
 
-double median(std::vector<double> v);
-void progress(const std::string& line);  // one line on stderr
+double median(std::vector<double> v);     // bench.cpp
+void progress(const std::string& line);  // one line on stderr (bench.cpp)
 inline uint64_t now_ns() { return kernel::monotonic_ns(); }
 
 // The benchmarks.

@@ -1,5 +1,6 @@
 // sluice_bench: runs the benchmarks and writes a JSON report.
-//   sluice_bench [--quick] [--only NAME,...] [--sluice-variant NAME=PATH ...] --out DIR --build DIR
+//   sluice_bench [--quick] [--only NAME,...] [--sluice-variant NAME=PATH ...] [--generator auto|live|pump]
+//                --out DIR --build DIR
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
@@ -13,19 +14,6 @@
 
 #include "bench.hpp"
 #include "kernel/log.hpp"
-
-namespace sluice::bench {
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-void progress(const std::string& line) { std::cerr << "bench: " << line << std::endl; }
-
-}  // namespace sluice::bench
 
 int main(int argc, char** argv) {
   using namespace sluice::bench;
@@ -41,7 +29,18 @@ int main(int argc, char** argv) {
                  "NAME=PATH: also measure the sluice binary PATH (another build, e.g. of an experiment) as case "
                  "sluice_NAME in shed_rate and syn_flood, in the same interleaved rounds as this build; "
                  "results.json gives its per-round ratio to this build's sluice. Repeatable.");
+  std::string generator = "auto";
+  app.add_option("--generator", generator,
+                 "Where the frames of shed_rate and syn_flood come from: live (BPF_PROG_TEST_RUN with "
+                 "BPF_F_TEST_XDP_LIVE_FRAMES; fails where the kernel refuses it), pump (the XDP pump: a veth loop "
+                 "that broadcasts each frame into the target and back into the loop; its targets are not judged), "
+                 "or auto (live frames where the kernel allows them, else the pump).")
+      ->check(CLI::IsMember({"auto", "live", "pump"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  opt.generator = generator == "live"   ? GeneratorChoice::LiveFrames
+                  : generator == "pump" ? GeneratorChoice::Pump
+                                        : GeneratorChoice::Auto;
   for (const auto& v : variants) {
     const auto eq = v.find('=');
     const std::string name = eq == std::string::npos ? "" : v.substr(0, eq);

@@ -317,14 +317,24 @@ int ifindex_in(const std::string& ns, const std::string& dev) {
 
 }  // namespace
 
-Generator::Generator() {
+Generator::Generator(GeneratorChoice choice) {
   skel_ = traffic_gen_bpf::open_and_load();
   if (!skel_) throw std::runtime_error(std::string("load the traffic generator: ") + std::strerror(errno));
-  refused_ = live_frames_refusal(read_drop_fd());
-  if (!refused_.empty()) {
+  if (choice == GeneratorChoice::Pump) {
     kind_ = Kind::Pump;
-    progress("generator: the kernel refused live frames (" + refused_ + "); frames come from the XDP pump");
+    why_pump_ = "chosen with --generator pump";
+    return;
   }
+  const std::string refusal = live_frames_refusal(read_drop_fd());
+  if (refusal.empty()) return;
+  if (choice == GeneratorChoice::LiveFrames) {
+    traffic_gen_bpf::destroy(skel_);
+    throw std::runtime_error("the kernel refused live frames (" + refusal + "); --generator pump or auto uses the "
+                             "XDP pump instead");
+  }
+  kind_ = Kind::Pump;
+  why_pump_ = "the kernel refused live frames: " + refusal;
+  progress("generator: " + why_pump_ + "; frames come from the XDP pump");
 }
 
 Generator::~Generator() {
@@ -338,7 +348,7 @@ std::string Generator::method() const {
   if (kind_ == Kind::LiveFrames)
     return "generator: BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES on CPU " + std::to_string(kGenCpu) +
            " in the client netns, bpf_redirect into the client veth";
-  return "generator: the XDP pump, because this kernel refused live frames (" + refused_ +
+  return "generator: the XDP pump (" + why_pump_ +
          "): `pump` of bpf/traffic_gen.bpf.c in native XDP on a veth loop in the client netns, its threaded NAPI "
          "on CPU " +
          std::to_string(kGenCpu) + ", seeded with " + std::to_string(kPumpSeedFrames) +

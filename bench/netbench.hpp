@@ -133,11 +133,12 @@ inline constexpr const char* kBenchTag = "bench";
 //   BPF_F_TEST_XDP_LIVE_FRAMES on the calling thread, which bpf_redirect()s
 //   each frame into the device;
 // - the pump, where the kernel refuses them (EPERM on some locked-down
-//   kernels): a veth loop in the device's namespace whose NAPI thread (on
-//   the generator's CPU) broadcasts each frame back into the loop and into
-//   the device. The receiving core then frees a page per frame, which live
-//   frames return to their page pool: its per-packet cost is higher, so
-//   ratios to a baseline of the same run are not those of live frames.
+//   kernels) or when asked for: a veth loop in the device's namespace whose
+//   NAPI thread (on the generator's CPU) broadcasts each frame back into the
+//   loop and into the device. The receiving core then frees a page per
+//   frame, which live frames return to their page pool: its per-packet cost
+//   is higher, so ratios to a baseline of the same run are not those of live
+//   frames.
 class Generator {
  public:
   enum class Rewrite : uint32_t { None = 0, Ipv4Source = 1, Syn = 2 };
@@ -153,12 +154,17 @@ class Generator {
     double seconds = 0;
   };
 
-  Generator();
+  // Auto: live frames if the kernel runs them (one probe), else the pump.
+  // LiveFrames throws if the kernel refuses them.
+  explicit Generator(GeneratorChoice choice = GeneratorChoice::Auto);
   ~Generator();
   Generator(const Generator&) = delete;
   Generator& operator=(const Generator&) = delete;
 
   Kind kind() const { return kind_; }
+  // Why the pump makes the frames: the kernel's refusal of live frames, or
+  // the choice ("" with live frames).
+  const std::string& why_pump() const { return why_pump_; }
   // How frames are made, for a report's method line and its commands.
   std::string method() const;
   std::vector<std::string> commands() const;
@@ -183,7 +189,7 @@ class Generator {
 
   traffic_gen_bpf* skel_ = nullptr;
   Kind kind_ = Kind::LiveFrames;
-  std::string refused_;  // the kernel's answer to live frames, when it refused them
+  std::string why_pump_;
   struct Pump {  // the veth loop, while built
     std::string ns;
     int target_ifindex = 0;

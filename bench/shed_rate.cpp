@@ -67,7 +67,7 @@ class ShedBed {
       // second of each other share a phase far more often than cases 2 s
       // apart, so the per-round ratios scatter less.
       : rounds_(opt.quick ? 3 : 15), hook_rounds_(opt.quick ? 1 : 3), seconds_(opt.quick ? 0.8 : 0.6),
-        sluice_(kBenchTag) {
+        sluice_(kBenchTag), gen_(opt.generator) {
     for (const auto& v : opt.sluice_variants)
       variants_.push_back({v.name, v.path, std::make_unique<test::SluiceCli>(kBenchTag, v.path)});
     require_two_cpus();
@@ -349,7 +349,7 @@ void judge_targets_only_with_live_frames(Json& out, const Generator& gen) {
   if (gen.kind() == Generator::Kind::LiveFrames) return;
   for (auto& t : out["targets"]) {
     t["compare_only"] = true;
-    t["not_judged"] = "measured with the XDP pump (the kernel refused live frames); the targets are for live frames";
+    t["not_judged"] = "measured with the XDP pump (" + gen.why_pump() + "); the targets are for live frames";
   }
 }
 
@@ -392,6 +392,7 @@ Json ShedBed::run(Json& out, const std::vector<ShedCase>& cases, const Generator
   out["seconds_per_case"] = seconds_;
   out["commands"] = setup_commands(gen_);
   out["generator"] = gen_.kind() == Generator::Kind::LiveFrames ? "live_frames" : "pump";
+  if (gen_.kind() == Generator::Kind::Pump) out["why_pump"] = gen_.why_pump();
   for (const auto& c : extra_commands) out["commands"].push_back(c);
   Json rows = rows_json(cases, samples);
 

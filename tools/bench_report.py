@@ -376,8 +376,11 @@ FRAME_READ_FREE = 0.85
 def generator_text(sec):
     """How the run made its frames: live frames, or the pump where the kernel refused them."""
     if sec.get("generator") == "pump":
-        return ("driven like a NIC as far as this kernel allows. It refused BPF_PROG_TEST_RUN with "
-                "BPF_F_TEST_XDP_LIVE_FRAMES, so the frames come from the **XDP pump** (`pump` in "
+        why = sec.get("why_pump", "the kernel refused live frames")
+        return ("driven like a NIC as far as this run allows. " +
+                ("The kernel refused BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES, so the frames come"
+                 if "refused" in why else f"Not live frames: {why}, the frames come") +
+                " from the **XDP pump** (`pump` in "
                 "bpf/traffic_gen.bpf.c): a veth loop in the client netns whose native XDP program, on CPU 0, "
                 "broadcasts each frame into the client veth and, cloned, back into the loop. The client veth's peer "
                 "receives each frame in NAPI as an xdp_frame: no socket, no skb, no copy on the receiving core. But "
@@ -722,6 +725,8 @@ def render(a, meta, results, plotter):
                  "# another build of sluice side by side with this one, in the same rounds (case sluice_NAME):\n"
                  "build/bench/sluice_bench --only shed_rate --sluice-variant NAME=/path/to/other/sluice "
                  "--out DIR --build build\n"
+                 "# the shedding benchmarks' frames: live frames, the XDP pump, or auto (live where allowed):\n"
+                 "build/bench/sluice_bench --only shed_rate,syn_flood --generator pump --out DIR --build build\n"
                  "tools/bench_report.py --results DIR/results.json --docs docs", "sh"),
             "",
             f"This run: `{a.bench_command}`. Needs root, CPUs 0 and 1, `ip`, `ethtool`, `nft`, `nginx`, "
@@ -766,8 +771,9 @@ def render(a, meta, results, plotter):
             "veth, where xdp_drop discards the SYN-ACKs: the receiving core pays for building and sending each "
             "SYN-ACK (as a real server would) and nothing after. The kernel's path is SYN cookies for every SYN "
             "(`net.ipv4.tcp_syncookies=2`), its cheapest defence: no request socket, no backlog." +
-            (" As in section 2, the frames come from the XDP pump, because this kernel refused live frames, so "
-             "every ratio is nearer 1 than with live frames, and the SYN target is not judged."
+            (" As in section 2, the frames come from the XDP pump" +
+             (f" ({sec['why_pump']})" if sec.get("why_pump") else "") +
+             ", so every ratio is nearer 1 than with live frames, and the SYN target is not judged."
              if sec.get("generator") == "pump" else ""))
         out += shed_notes(sec, "Ethernet, IPv4 and TCP")
         out += [""]
