@@ -168,13 +168,18 @@ TEST(AdaptiveE2eCapacity, LearnsTheLimitAndKeepsGoodputUnderFiveTimesOverload)
     for (auto [t, v] : estimate) trace += fmt(" %.1f:", t) + fmt("%.0f", v);
     numbers("learned limit (s:limit):" + trace);
 
-    // The learned limit is within 15% of C from 3 s on (and stays there).
+    // From 3 s on the learned limit stays between 15% below C and two above
+    // it. Two, not 15%: maxPass is the largest 100 ms count of answers, and
+    // when answers vary that count runs above their mean. In the model
+    // (ServerSim, 8 x 20 ms at 5x, 30 seeds) answers varying by 30% reached
+    // 10 after 3 s in 5-8 seeds, never 11; here capsrv's answers held 9, and
+    // 10 in one run of 14 on the VM of 2026-12-07 (p99 ratio 1.71 then).
     ASSERT_GT(estimate.size(), 40u);
     std::string outside;
     for (auto [t, v] : estimate)
-        if (t >= 3.0 && std::abs(v - kWorkers) > 0.15 * kWorkers) outside += fmt(" %.1f:", t) + fmt("%.0f", v);
-    EXPECT_TRUE(outside.empty()) << "learned limit outside " << kWorkers << " +-15% from 3 s on (s:limit):" << outside
-                                 << "\n" << ctl.log();
+        if (t >= 3.0 && (v < 0.85 * kWorkers || v > kWorkers + 2)) outside += fmt(" %.1f:", t) + fmt("%.0f", v);
+    EXPECT_TRUE(outside.empty()) << "learned limit outside [" << 0.85 * kWorkers << ", " << kWorkers + 2
+                                 << "] from 3 s on (s:limit):" << outside << "\n" << ctl.log();
 
     // Goodput after the first 3 s: at least 90% of the capacity.
     auto ok = series(o, "success");
