@@ -152,6 +152,8 @@ std::optional<double> Controller::logged_at(const std::string& needle, int n) co
     return std::nullopt;
 }
 
+bool near_workers(double limit, int workers) { return limit >= 0.85 * workers && limit <= workers + 2; }
+
 // ---- loadgen -------------------------------------------------------------------
 
 Load::Load(const std::string& ns, const std::string& mode, const std::string& target, int rate, double seconds,
