@@ -321,7 +321,6 @@ Generator::Generator(GeneratorChoice choice) {
   skel_ = traffic_gen_bpf::open_and_load();
   if (!skel_) throw std::runtime_error(std::string("load the traffic generator: ") + std::strerror(errno));
   if (choice == GeneratorChoice::Pump) {
-    kind_ = Kind::Pump;
     why_pump_ = "chosen with --generator pump";
     return;
   }
@@ -332,7 +331,6 @@ Generator::Generator(GeneratorChoice choice) {
     throw std::runtime_error("the kernel refused live frames (" + refusal + "); --generator pump or auto uses the "
                              "XDP pump instead");
   }
-  kind_ = Kind::Pump;
   why_pump_ = "the kernel refused live frames: " + refusal;
   progress("generator: " + why_pump_ + "; frames come from the XDP pump");
 }
@@ -345,7 +343,7 @@ Generator::~Generator() {
 int Generator::read_drop_fd() const { return bpf_program__fd(skel_->progs.read_drop); }
 
 std::string Generator::method() const {
-  if (kind_ == Kind::LiveFrames)
+  if (kind() == Kind::LiveFrames)
     return "generator: BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES on CPU " + std::to_string(kGenCpu) +
            " in the client netns, bpf_redirect into the client veth";
   return "generator: the XDP pump (" + why_pump_ +
@@ -357,7 +355,7 @@ std::string Generator::method() const {
 }
 
 std::vector<std::string> Generator::commands() const {
-  if (kind_ == Kind::LiveFrames)
+  if (kind() == Kind::LiveFrames)
     return {"generator (CPU " + std::to_string(kGenCpu) +
             ", nice -20, in the client netns): bpf_prog_test_run_opts(gen of bpf/traffic_gen.bpf.c, data_in = "
             "64-byte template frame, repeat = 262144, flags = BPF_F_TEST_XDP_LIVE_FRAMES) in a loop for the case's "
@@ -381,7 +379,7 @@ void Generator::set_flow(const Flow& flow) {
 
 Generator::Result Generator::run(const std::string& ns, int ifindex, int cpu, const Flow& flow, double seconds,
                                  uint64_t max_frames) {
-  return kind_ == Kind::LiveFrames ? run_live(ns, ifindex, cpu, flow, seconds, max_frames)
+  return kind() == Kind::LiveFrames ? run_live(ns, ifindex, cpu, flow, seconds, max_frames)
                                    : run_pump(ns, ifindex, cpu, flow, seconds, max_frames);
 }
 

@@ -161,10 +161,10 @@ class Generator {
   Generator(const Generator&) = delete;
   Generator& operator=(const Generator&) = delete;
 
-  Kind kind() const { return kind_; }
   // Why the pump makes the frames: the kernel's refusal of live frames, or
   // the choice ("" with live frames).
   const std::string& why_pump() const { return why_pump_; }
+  Kind kind() const { return why_pump_.empty() ? Kind::LiveFrames : Kind::Pump; }
   // How frames are made, for a report's method line and its commands.
   std::string method() const;
   std::vector<std::string> commands() const;
@@ -188,8 +188,7 @@ class Generator {
   void remove_pump();
 
   traffic_gen_bpf* skel_ = nullptr;
-  Kind kind_ = Kind::LiveFrames;
-  std::string why_pump_;
+  std::string why_pump_;  // "" with live frames: kind() follows from it
   struct Pump {  // the veth loop, while built
     std::string ns;
     int target_ifindex = 0;

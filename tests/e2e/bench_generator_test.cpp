@@ -106,7 +106,6 @@ TEST(BenchGenerator, TheAutomaticChoiceMakesFramesOnThisKernel)
     Generator gen;
     std::printf("[ numbers ] automatic choice: %s%s\n", gen.kind() == Generator::Kind::LiveFrames ? "live frames" : "pump: ",
                 gen.why_pump().c_str());
-    EXPECT_EQ(gen.kind() == Generator::Kind::Pump, !gen.why_pump().empty());
     Outcome out = run_and_watch(bed, gen, 5.0, 1u << 18);
     // Live frames run in chunks of 2^18, so both ways send exactly the bound.
     EXPECT_EQ(out.result.frames, 1u << 18);

@@ -88,7 +88,7 @@ private:
 // largest 100 ms count of answers (kratos's rule), and answers that come
 // unevenly push it above their mean. Traced on the VM of 2026-12-07 for
 // capsrv's 8 workers x 20 ms (40 answers in 100 ms on average): the fullest
-// bucket held 43-45, so the limit was 9; it reached 10 in 2 of 4 `make test`
+// bucket held 43-45, so the limit was 9; it reached 10 in 2 of 6 `make test`
 // runs there (once in each of two tests). In the model (ServerSim, 5x),
 // answers varying by 30% reached 10 in 5-8 seeds of 30, never 11.
 bool near_workers(double limit, int workers);
